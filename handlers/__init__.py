@@ -1,0 +1,1 @@
+"""Handler modules: each exposes ``handle(payload, context)``; pick them with WEBHOOK_HANDLERS."""

@@ -1,0 +1,73 @@
+"""Logging set-up that keeps webhook secrets out of every log line.
+
+uvicorn's access log records the full request line, query string included, and LangSmith's
+documented URL form carries the secret there (``/?secret=...``). :class:`RedactingFilter`
+rewrites any ``secret=`` query value and any configured secret to ``***`` in every record
+that reaches a handler it is installed on.
+
+    configure_logging(settings.secrets)
+    logging.getLogger("x").info("GET /?secret=abc")  # logs "GET /?secret=***"
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from typing import Any
+
+REDACTED = "***"
+_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&\s])secret=)[^&\s\"']*")
+# Loggers with handlers of their own (propagate=False) besides the root logger.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error")
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with ``secret=...`` query values and each of ``secrets`` replaced by ``***``."""
+    text = _QUERY_SECRET.sub(rf"\g<1>{REDACTED}", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that redacts the message and its arguments, keeping their shape.
+
+    Arguments are redacted one by one (not merged into the message) because some
+    formatters, uvicorn's access formatter among them, unpack ``record.args``.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secret for secret in secrets if secret)
+
+    def _clean(self, value: Any) -> Any:
+        return redact(value, self.secrets) if isinstance(value, str) else value
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = self._clean(record.msg)
+        if isinstance(record.args, dict):
+            record.args = {key: self._clean(value) for key, value in record.args.items()}
+        elif record.args:
+            record.args = tuple(self._clean(value) for value in record.args)
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._clean(record.exc_text)
+        return True
+
+
+def install_redaction(secrets: Iterable[str]) -> None:
+    """Add a :class:`RedactingFilter` to every handler of the root and server loggers."""
+    redacting = RedactingFilter(secrets)
+    for name in ("", *SERVER_LOGGERS):
+        for handler in logging.getLogger(name).handlers:
+            handler.filters = [f for f in handler.filters if not isinstance(f, RedactingFilter)]
+            handler.addFilter(redacting)
+
+
+def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> None:
+    """Log to stderr at ``level`` with one line per record, secrets redacted."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_redaction(secrets)
