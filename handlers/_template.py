@@ -39,4 +39,6 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
     for run in payload.runs:
         if run.status == "error":
             key = context.run_key(run.id)  # stable: safe to use as an id downstream
-            context.logger.warning("run %s (%s) errored: %s [key %s]", run.id, run.name, run.error, key)
+            context.logger.warning(
+                "run %s (%s) errored: %s [key %s]", run.id, run.name, run.error, key
+            )

@@ -96,14 +96,19 @@ class Dispatcher:
             log.error("delivery=%s not in the store; nothing to process", delivery_id)
             return None
         pending = [
-            name for name, state in record.handlers.items() if state.status is HandlerStatus.PENDING
+            name
+            for name, state in record.handlers.items()
+            if state.status is HandlerStatus.PENDING
         ]
         if pending:
             body = await asyncio.to_thread(self.store.body, delivery_id)
             try:
                 payload = RulePayload.model_validate_json(body)
             except ValidationError as exc:
-                payload, error = None, f"stored body no longer validates: {describe_error(exc)}"
+                payload, error = (
+                    None,
+                    f"stored body no longer validates: {describe_error(exc)}",
+                )
             if payload is None:
                 steps = [self._give_up(delivery_id, name, error) for name in pending]
             else:
@@ -128,17 +133,26 @@ class Dispatcher:
 
     async def _give_up(self, delivery_id: str, name: str, error: str) -> None:
         await asyncio.to_thread(self.store.start_attempt, delivery_id, name)
-        await asyncio.to_thread(self.store.finish_attempt, delivery_id, name, error, final=True)
+        await asyncio.to_thread(
+            self.store.finish_attempt, delivery_id, name, error, final=True
+        )
 
     async def _run(self, name: str, payload: RulePayload, delivery_id: str) -> None:
         handler = self.handlers.get(name)
         if handler is None:
             error = f"handler {name!r} is not configured in WEBHOOK_HANDLERS any more"
-            log.error("delivery=%s handler=%s outcome=failed error=%s", delivery_id, name, error)
+            log.error(
+                "delivery=%s handler=%s outcome=failed error=%s",
+                delivery_id,
+                name,
+                error,
+            )
             return await self._give_up(delivery_id, name, error)
         logger = _DeliveryLogger(logging.getLogger(name), {"delivery_id": delivery_id})
         while True:
-            attempt = await asyncio.to_thread(self.store.start_attempt, delivery_id, name)
+            attempt = await asyncio.to_thread(
+                self.store.start_attempt, delivery_id, name
+            )
             context = HandlerContext(delivery_id, name, attempt, self.settings, logger)
             error = await self._call(handler, payload, context)
             final = error is not None and attempt >= self.settings.max_attempts
@@ -146,7 +160,12 @@ class Dispatcher:
                 self.store.finish_attempt, delivery_id, name, error, final=final
             )
             if error is None:
-                log.info("delivery=%s handler=%s outcome=done attempt=%d", delivery_id, name, attempt)
+                log.info(
+                    "delivery=%s handler=%s outcome=done attempt=%d",
+                    delivery_id,
+                    name,
+                    attempt,
+                )
                 return
             if final:
                 log.error(
@@ -177,8 +196,12 @@ class Dispatcher:
                 await handler.handle(payload, context)
             else:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._threads, handler.handle, payload, context)
+                await loop.run_in_executor(
+                    self._threads, handler.handle, payload, context
+                )
         except Exception as exc:
-            context.logger.exception("handler %s raised on attempt %d", handler.name, context.attempt)
+            context.logger.exception(
+                "handler %s raised on attempt %d", handler.name, context.attempt
+            )
             return describe_error(exc)
         return None

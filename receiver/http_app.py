@@ -44,7 +44,8 @@ SecretQuery = Annotated[
     str | None, Query(alias=SECRET_QUERY_PARAM, description="the webhook secret")
 ]
 SecretHeader = Annotated[
-    str | None, Header(alias=SECRET_HEADER, description="the webhook secret (preferred)")
+    str | None,
+    Header(alias=SECRET_HEADER, description="the webhook secret (preferred)"),
 ]
 
 
@@ -75,7 +76,9 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refusing with 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Rejection(413, f"body of {declared} bytes is over the {limit}-byte limit")
+        raise _Rejection(
+            413, f"body of {declared} bytes is over the {limit}-byte limit"
+        )
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -116,7 +119,9 @@ def _openapi_body() -> tuple[dict[str, Any], dict[str, Any]]:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/RulePayload"}}
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/RulePayload"}
+                }
             },
         }
     }
@@ -161,11 +166,15 @@ def create_app(
             401: {"description": "missing or wrong secret"},
             413: {"description": "body too large"},
             422: {"description": "not JSON, or not a LangSmith rule payload"},
-            503: {"description": "no secret configured, or delivery not recorded (retry)"},
+            503: {
+                "description": "no secret configured, or delivery not recorded (retry)"
+            },
         },
     )
     async def receive(
-        request: Request, secret: SecretQuery = None, x_webhook_secret: SecretHeader = None
+        request: Request,
+        secret: SecretQuery = None,
+        x_webhook_secret: SecretHeader = None,
     ) -> JSONResponse:
         check_secret(secret, x_webhook_secret)
         body = await _read_body(request, settings.max_body_bytes)
@@ -192,15 +201,22 @@ def create_app(
             record.rule_id,
             record.runs,
         )
-        return JSONResponse({"delivery_id": record.id, "duplicate": not new}, status_code=202)
+        return JSONResponse(
+            {"delivery_id": record.id, "duplicate": not new}, status_code=202
+        )
 
     @app.get(
         "/deliveries/{delivery_id}",
         summary="One delivery's status, per handler",
-        responses={401: {"description": "missing or wrong secret"}, 404: {"description": "unknown"}},
+        responses={
+            401: {"description": "missing or wrong secret"},
+            404: {"description": "unknown"},
+        },
     )
     async def delivery_status(
-        delivery_id: str, secret: SecretQuery = None, x_webhook_secret: SecretHeader = None
+        delivery_id: str,
+        secret: SecretQuery = None,
+        x_webhook_secret: SecretHeader = None,
     ) -> JSONResponse:
         check_secret(secret, x_webhook_secret)
         try:
@@ -223,7 +239,9 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_components)
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(
+                body_components
+            )
         return app.openapi_schema
 
     app.openapi = openapi

@@ -27,7 +27,9 @@ def _split_list(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> float:
+def _number(
+    env: Mapping[str, str], name: str, default: float, kind: type = int
+) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -75,7 +77,9 @@ class Settings:
             max_attempts=max(1, int(_number(env, "WEBHOOK_MAX_ATTEMPTS", 5))),
             retry_base_seconds=_number(env, "WEBHOOK_RETRY_BASE_SECONDS", 2.0, float),
             retry_max_seconds=_number(env, "WEBHOOK_RETRY_MAX_SECONDS", 300.0, float),
-            worker_concurrency=max(1, int(_number(env, "WEBHOOK_WORKER_CONCURRENCY", 64))),
+            worker_concurrency=max(
+                1, int(_number(env, "WEBHOOK_WORKER_CONCURRENCY", 64))
+            ),
             extra=dict(env),
         )
         return settings

@@ -102,13 +102,18 @@ class SqliteStore:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+                self.path,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open the delivery store at {self.path}: {exc}") from exc
+            raise StoreError(
+                f"cannot open the delivery store at {self.path}: {exc}"
+            ) from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -143,7 +148,10 @@ class SqliteStore:
             if inserted:
                 db.executemany(
                     "INSERT INTO handler_states (delivery_id, handler, status) VALUES (?, ?, ?)",
-                    [(record.id, name, HandlerStatus.PENDING.value) for name in record.handlers],
+                    [
+                        (record.id, name, HandlerStatus.PENDING.value)
+                        for name in record.handlers
+                    ],
                 )
         return bool(inserted)
 
@@ -240,7 +248,11 @@ class SqliteStore:
         )
         records: dict[str, DeliveryRecord] = {}
         for id_, received_at, rule_id, runs, handler, status, attempts, error in rows:
-            record = records.setdefault(id_, DeliveryRecord(id_, received_at, rule_id, runs))
+            record = records.setdefault(
+                id_, DeliveryRecord(id_, received_at, rule_id, runs)
+            )
             if handler is not None:
-                record.handlers[handler] = HandlerState(HandlerStatus(status), attempts, error)
+                record.handlers[handler] = HandlerState(
+                    HandlerStatus(status), attempts, error
+                )
         return list(records.values())
