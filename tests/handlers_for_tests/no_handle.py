@@ -1,0 +1,3 @@
+"""A module that forgot to define ``handle``."""
+
+HANDLE = None

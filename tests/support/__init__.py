@@ -1,0 +1,1 @@
+"""Test helpers: a LangSmith-like sender, a live local server, payload builders."""
