@@ -17,9 +17,7 @@ import modal
 # Deploy-time configuration, read from your shell when you run `modal deploy`.
 APP_NAME = os.environ.get("WEBHOOK_APP_NAME", "langsmith-webhooks")
 LANGSMITH_SECRET_NAME = os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
-DELIVERIES_DICT_NAME = os.environ.get(
-    "WEBHOOK_DICT_NAME", "langsmith-webhook-deliveries"
-)
+DELIVERIES_DICT_NAME = os.environ.get("WEBHOOK_DICT_NAME", "langsmith-webhook-deliveries")
 HANDLERS = os.environ.get("WEBHOOK_HANDLERS", "handlers.log_runs")
 
 # Settings forwarded into both functions' environment: the handler list, limits, retry
@@ -32,9 +30,7 @@ FORWARDED_PREFIXES = (
     "SLACK_NOTIFY_",
 )
 runtime_env = {
-    name: value
-    for name, value in os.environ.items()
-    if name.startswith(FORWARDED_PREFIXES)
+    name: value for name, value in os.environ.items() if name.startswith(FORWARDED_PREFIXES)
 }
 runtime_env["WEBHOOK_HANDLERS"] = HANDLERS
 
@@ -42,8 +38,7 @@ runtime_env["WEBHOOK_HANDLERS"] = HANDLERS
 # own code. Modal 1.x mounts nothing implicitly, so the `receiver` package, `handlers/` and
 # the top-level package of every configured handler module are added explicitly, last.
 local_packages = sorted(
-    {"receiver", "handlers"}
-    | {path.split(".")[0] for path in HANDLERS.split(",") if path.strip()}
+    {"receiver", "handlers"} | {path.split(".")[0] for path in HANDLERS.split(",") if path.strip()}
 )
 image = (
     modal.Image.debian_slim(python_version="3.11")
@@ -85,9 +80,7 @@ async def process(delivery_id: str) -> dict:
 
 # The endpoint. One container answers many deliveries at once (the work per request is a
 # secret check, a validation and two small Dict writes); more containers start for bursts.
-@app.function(
-    secrets=[webhook_secret], env=runtime_env, max_containers=10, scaledown_window=300
-)
+@app.function(secrets=[webhook_secret], env=runtime_env, max_containers=10, scaledown_window=300)
 @modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def web():

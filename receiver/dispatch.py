@@ -85,9 +85,7 @@ class Dispatcher:
         self.handlers = {handler.name: handler for handler in handlers}
         self.settings = settings
         self._sleep = sleep
-        self._threads = ThreadPoolExecutor(
-            max_workers=settings.worker_concurrency, thread_name_prefix="handler"
-        )
+        self._threads: ThreadPoolExecutor | None = None
 
     async def process(self, delivery_id: str) -> DeliveryRecord | None:
         """Run every pending handler of ``delivery_id`` to success or to its last attempt."""
@@ -96,9 +94,7 @@ class Dispatcher:
             log.error("delivery=%s not in the store; nothing to process", delivery_id)
             return None
         pending = [
-            name
-            for name, state in record.handlers.items()
-            if state.status is HandlerStatus.PENDING
+            name for name, state in record.handlers.items() if state.status is HandlerStatus.PENDING
         ]
         if pending:
             body = await asyncio.to_thread(self.store.body, delivery_id)
@@ -128,14 +124,14 @@ class Dispatcher:
         return record
 
     def close(self) -> None:
-        """Stop the handler threads (waiting for the running ones)."""
-        self._threads.shutdown(wait=True)
+        """Stop the handler threads (waiting for the running ones); they restart on demand."""
+        threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=True)
 
     async def _give_up(self, delivery_id: str, name: str, error: str) -> None:
         await asyncio.to_thread(self.store.start_attempt, delivery_id, name)
-        await asyncio.to_thread(
-            self.store.finish_attempt, delivery_id, name, error, final=True
-        )
+        await asyncio.to_thread(self.store.finish_attempt, delivery_id, name, error, final=True)
 
     async def _run(self, name: str, payload: RulePayload, delivery_id: str) -> None:
         handler = self.handlers.get(name)
@@ -150,9 +146,7 @@ class Dispatcher:
             return await self._give_up(delivery_id, name, error)
         logger = _DeliveryLogger(logging.getLogger(name), {"delivery_id": delivery_id})
         while True:
-            attempt = await asyncio.to_thread(
-                self.store.start_attempt, delivery_id, name
-            )
+            attempt = await asyncio.to_thread(self.store.start_attempt, delivery_id, name)
             context = HandlerContext(delivery_id, name, attempt, self.settings, logger)
             error = await self._call(handler, payload, context)
             final = error is not None and attempt >= self.settings.max_attempts
@@ -195,10 +189,12 @@ class Dispatcher:
             if handler.is_async:
                 await handler.handle(payload, context)
             else:
+                if self._threads is None:
+                    self._threads = ThreadPoolExecutor(
+                        self.settings.worker_concurrency, thread_name_prefix="handler"
+                    )
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(
-                    self._threads, handler.handle, payload, context
-                )
+                await loop.run_in_executor(self._threads, handler.handle, payload, context)
         except Exception as exc:
             context.logger.exception(
                 "handler %s raised on attempt %d", handler.name, context.attempt

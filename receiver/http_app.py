@@ -22,13 +22,15 @@ from __future__ import annotations
 import html
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any, Callable
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import ValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from receiver.auth import SECRET_HEADER, SECRET_QUERY_PARAM, secret_matches
 from receiver.delivery import DeliveryRecord, HandlerState, derive_delivery_id
@@ -47,6 +49,30 @@ SecretHeader = Annotated[
     str | None,
     Header(alias=SECRET_HEADER, description="the webhook secret (preferred)"),
 ]
+
+
+class ErrorBody(BaseModel):
+    """The body of every refusal: a short reason, never the secret."""
+
+    error: str
+
+
+class Accepted(BaseModel):
+    """The body of a ``202``: the delivery id (the same for a redelivered body)."""
+
+    delivery_id: str
+    duplicate: bool
+
+
+def _refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
+    reasons = {
+        401: "missing or wrong secret",
+        404: "unknown delivery",
+        413: "body too large",
+        422: "not JSON, or not a LangSmith rule payload",
+        503: "no secret configured, or the store is unavailable: retry later",
+    }
+    return {code: {"model": ErrorBody, "description": reasons[code]} for code in codes}
 
 
 class _Rejection(Exception):
@@ -76,9 +102,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     """The body, refusing with 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _Rejection(
-            413, f"body of {declared} bytes is over the {limit}-byte limit"
-        )
+        raise _Rejection(413, f"body of {declared} bytes is over the {limit}-byte limit")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -119,9 +143,7 @@ def _openapi_body() -> tuple[dict[str, Any], dict[str, Any]]:
         "requestBody": {
             "required": True,
             "content": {
-                "application/json": {
-                    "schema": {"$ref": "#/components/schemas/RulePayload"}
-                }
+                "application/json": {"schema": {"$ref": "#/components/schemas/RulePayload"}}
             },
         }
     }
@@ -157,19 +179,27 @@ def create_app(
     async def rejected(request: Request, exc: _Rejection) -> JSONResponse:
         return _error(exc.status_code, exc.reason)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette lists only the first matching route's methods; `/` has two routes.
+            methods = {
+                method
+                for route in app.routes
+                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
+                for method in route.methods
+            }
+            headers["Allow"] = ", ".join(sorted(methods))
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=headers)
+
     @app.post(
         "/",
         status_code=202,
         summary="Receive one LangSmith rule delivery",
         openapi_extra=body_spec,
-        responses={
-            401: {"description": "missing or wrong secret"},
-            413: {"description": "body too large"},
-            422: {"description": "not JSON, or not a LangSmith rule payload"},
-            503: {
-                "description": "no secret configured, or delivery not recorded (retry)"
-            },
-        },
+        response_model=Accepted,
+        responses=_refusals(401, 413, 422, 503),
     )
     async def receive(
         request: Request,
@@ -201,17 +231,12 @@ def create_app(
             record.rule_id,
             record.runs,
         )
-        return JSONResponse(
-            {"delivery_id": record.id, "duplicate": not new}, status_code=202
-        )
+        return JSONResponse({"delivery_id": record.id, "duplicate": not new}, status_code=202)
 
     @app.get(
         "/deliveries/{delivery_id}",
         summary="One delivery's status, per handler",
-        responses={
-            401: {"description": "missing or wrong secret"},
-            404: {"description": "unknown"},
-        },
+        responses=_refusals(401, 404, 422, 503),
     )
     async def delivery_status(
         delivery_id: str,
@@ -239,9 +264,7 @@ def create_app(
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = FastAPI.openapi(app)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(
-                body_components
-            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_components)
         return app.openapi_schema
 
     app.openapi = openapi

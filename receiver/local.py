@@ -30,7 +30,7 @@ def create_local_app(settings: Settings) -> FastAPI:
     ``app.state.worker`` and ``app.state.store`` give tests and tools access to both.
     """
     handlers = load_handlers(settings.handlers)
-    store = SqliteStore(settings.store_path)
+    store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
     worker = LocalWorker(Dispatcher(store, handlers, settings))
 
     @asynccontextmanager

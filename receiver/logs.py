@@ -48,9 +48,7 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self._clean(record.msg)
         if isinstance(record.args, dict):
-            record.args = {
-                key: self._clean(value) for key, value in record.args.items()
-            }
+            record.args = {key: self._clean(value) for key, value in record.args.items()}
         elif record.args:
             record.args = tuple(self._clean(value) for value in record.args)
         if record.exc_info and not record.exc_text:
@@ -65,15 +63,11 @@ def install_redaction(secrets: Iterable[str]) -> None:
     redacting = RedactingFilter(secrets)
     for name in ("", *SERVER_LOGGERS):
         for handler in logging.getLogger(name).handlers:
-            handler.filters = [
-                f for f in handler.filters if not isinstance(f, RedactingFilter)
-            ]
+            handler.filters = [f for f in handler.filters if not isinstance(f, RedactingFilter)]
             handler.addFilter(redacting)
 
 
 def configure_logging(secrets: Iterable[str], level: int = logging.INFO) -> None:
     """Log to stderr at ``level`` with one line per record, secrets redacted."""
-    logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     install_redaction(secrets)

@@ -57,9 +57,7 @@ class ModalDictStore:
     def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return method(*args, **kwargs)
-        except (
-            Exception
-        ) as exc:  # the Modal client raises several unrelated error types
+        except Exception as exc:  # the Modal client raises several unrelated error types
             raise StoreError(f"modal.Dict: {type(exc).__name__}: {exc}") from exc
 
     def accept(self, record: DeliveryRecord, body: bytes) -> bool:
@@ -71,9 +69,7 @@ class ModalDictStore:
             "handlers": list(record.handlers),
             "call_id": None,
         }
-        return self._call(
-            self.entries.put, f"delivery:{record.id}", meta, skip_if_exists=True
-        )
+        return self._call(self.entries.put, f"delivery:{record.id}", meta, skip_if_exists=True)
 
     def forget(self, delivery_id: str) -> None:
         """Remove a delivery whose spawn failed, so that LangSmith's retry is accepted afresh."""
@@ -82,9 +78,7 @@ class ModalDictStore:
     def mark_spawned(self, delivery_id: str, call_id: str) -> None:
         """Record the ``process`` call that owns the delivery."""
         meta = self._meta(delivery_id)
-        self._call(
-            self.entries.put, f"delivery:{delivery_id}", {**meta, "call_id": call_id}
-        )
+        self._call(self.entries.put, f"delivery:{delivery_id}", {**meta, "call_id": call_id})
 
     def spawn_state(self, delivery_id: str) -> str:
         """``"spawned"``, ``"in_flight"`` (being recorded right now) or ``"orphaned"``."""
@@ -98,9 +92,7 @@ class ModalDictStore:
         meta = self._call(self.entries.get, f"delivery:{delivery_id}")
         if meta is None:
             return None
-        record = DeliveryRecord(
-            delivery_id, meta["received_at"], meta["rule_id"], meta["runs"]
-        )
+        record = DeliveryRecord(delivery_id, meta["received_at"], meta["rule_id"], meta["runs"])
         for name in meta["handlers"]:
             state = self._call(self.entries.get, f"handler:{delivery_id}:{name}")
             record.handlers[name] = (
@@ -168,9 +160,7 @@ class ModalDictStore:
 
     def _ids(self) -> list[str]:
         keys = self._call(lambda: list(self.entries.keys()))
-        return [
-            key.removeprefix("delivery:") for key in keys if key.startswith("delivery:")
-        ]
+        return [key.removeprefix("delivery:") for key in keys if key.startswith("delivery:")]
 
     def _ids_by_status(self, status: str) -> list[str]:
         records = [self.get(delivery_id) for delivery_id in self._ids()]
@@ -181,9 +171,7 @@ class ModalDictStore:
         state = self._call(self.entries.get, f"handler:{delivery_id}:{handler}")
         if not state:
             return HandlerState()
-        return HandlerState(
-            HandlerStatus(state["status"]), state["attempts"], state["last_error"]
-        )
+        return HandlerState(HandlerStatus(state["status"]), state["attempts"], state["last_error"])
 
     def _put_state(self, delivery_id: str, handler: str, state: HandlerState) -> None:
         value = {
@@ -219,9 +207,7 @@ class ModalIntake:
         except Exception as exc:
             with contextlib.suppress(StoreError):
                 await asyncio.to_thread(self.store.forget, record.id)
-            raise StoreError(
-                f"spawning process failed: {type(exc).__name__}: {exc}"
-            ) from exc
+            raise StoreError(f"spawning process failed: {type(exc).__name__}: {exc}") from exc
         await asyncio.to_thread(self.store.mark_spawned, record.id, call.object_id)
         return new
 
@@ -235,13 +221,9 @@ def create_modal_app(settings: Settings, entries: DictLike, spawn: Spawn) -> Fas
     return create_app(settings, handlers, ModalIntake(ModalDictStore(entries), spawn))
 
 
-async def process_delivery(
-    settings: Settings, entries: DictLike, delivery_id: str
-) -> dict:
+async def process_delivery(settings: Settings, entries: DictLike, delivery_id: str) -> dict:
     """The body of Modal's ``process`` function: run the delivery's pending handlers."""
-    dispatcher = Dispatcher(
-        ModalDictStore(entries), load_handlers(settings.handlers), settings
-    )
+    dispatcher = Dispatcher(ModalDictStore(entries), load_handlers(settings.handlers), settings)
     try:
         record = await dispatcher.process(delivery_id)
     finally:

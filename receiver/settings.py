@@ -27,9 +27,7 @@ def _split_list(raw: str | None) -> tuple[str, ...]:
     return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
 
 
-def _number(
-    env: Mapping[str, str], name: str, default: float, kind: type = int
-) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> float:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -58,6 +56,7 @@ class Settings:
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 300.0
     worker_concurrency: int = 64
+    store_busy_seconds: float = 2.0
     extra: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -67,19 +66,15 @@ class Settings:
         settings = cls(
             secrets=_split_list(env.get("LS_WEBHOOK")),
             handlers=_split_list(env.get("WEBHOOK_HANDLERS")) or DEFAULT_HANDLERS,
-            max_body_bytes=int(
-                _number(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)
+            max_body_bytes=int(_number(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            langsmith_web_url=(env.get("LANGSMITH_WEB_URL") or DEFAULT_LANGSMITH_WEB_URL).rstrip(
+                "/"
             ),
-            langsmith_web_url=(
-                env.get("LANGSMITH_WEB_URL") or DEFAULT_LANGSMITH_WEB_URL
-            ).rstrip("/"),
             store_path=Path(env.get("WEBHOOK_STORE_PATH") or DEFAULT_STORE_PATH),
             max_attempts=max(1, int(_number(env, "WEBHOOK_MAX_ATTEMPTS", 5))),
             retry_base_seconds=_number(env, "WEBHOOK_RETRY_BASE_SECONDS", 2.0, float),
             retry_max_seconds=_number(env, "WEBHOOK_RETRY_MAX_SECONDS", 300.0, float),
-            worker_concurrency=max(
-                1, int(_number(env, "WEBHOOK_WORKER_CONCURRENCY", 64))
-            ),
+            worker_concurrency=max(1, int(_number(env, "WEBHOOK_WORKER_CONCURRENCY", 64))),
             extra=dict(env),
         )
         return settings
@@ -90,5 +85,5 @@ class Settings:
         return value if value not in (None, "") else default
 
     def retry_delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based): exponential backoff."""
+        """Seconds to wait after failed attempt ``attempt`` (1-based): exponential backoff."""
         return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempt - 1))

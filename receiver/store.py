@@ -88,6 +88,11 @@ CREATE INDEX IF NOT EXISTS handler_states_by_status ON handler_states (status, d
 CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (received_at);
 """
 
+_SELECT_RECORDS = (
+    "SELECT d.id, d.received_at, d.rule_id, d.runs, h.handler, h.status, h.attempts, h.last_error"
+    " FROM deliveries d LEFT JOIN handler_states h ON h.delivery_id = d.id"
+)
+
 
 class SqliteStore:
     """A :class:`DeliveryStore` in one SQLite file, shared safely by threads and processes.
@@ -111,9 +116,7 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(
-                f"cannot open the delivery store at {self.path}: {exc}"
-            ) from exc
+            raise StoreError(f"cannot open the delivery store at {self.path}: {exc}") from exc
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -148,10 +151,7 @@ class SqliteStore:
             if inserted:
                 db.executemany(
                     "INSERT INTO handler_states (delivery_id, handler, status) VALUES (?, ?, ?)",
-                    [
-                        (record.id, name, HandlerStatus.PENDING.value)
-                        for name in record.handlers
-                    ],
+                    [(record.id, name, HandlerStatus.PENDING.value) for name in record.handlers],
                 )
         return bool(inserted)
 
@@ -239,20 +239,12 @@ class SqliteStore:
     def _records(
         self, where: str, params: Sequence, order: str = "d.received_at"
     ) -> list[DeliveryRecord]:
-        rows = self._query(
-            "SELECT d.id, d.received_at, d.rule_id, d.runs,"
-            " h.handler, h.status, h.attempts, h.last_error"
-            " FROM deliveries d LEFT JOIN handler_states h ON h.delivery_id = d.id "
-            f"{where} ORDER BY {order}, h.handler",
-            params,
-        )
+        # `where` and `order` are constants of this class; values travel as parameters.
+        sql = f"{_SELECT_RECORDS} {where} ORDER BY {order}, h.handler"  # noqa: S608
+        rows = self._query(sql, params)
         records: dict[str, DeliveryRecord] = {}
         for id_, received_at, rule_id, runs, handler, status, attempts, error in rows:
-            record = records.setdefault(
-                id_, DeliveryRecord(id_, received_at, rule_id, runs)
-            )
+            record = records.setdefault(id_, DeliveryRecord(id_, received_at, rule_id, runs))
             if handler is not None:
-                record.handlers[handler] = HandlerState(
-                    HandlerStatus(status), attempts, error
-                )
+                record.handlers[handler] = HandlerState(HandlerStatus(status), attempts, error)
         return list(records.values())

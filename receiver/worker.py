@@ -44,11 +44,7 @@ class LocalWorker:
     async def sweep(self) -> None:
         """Submit every pending delivery of the store that is not being processed."""
         unfinished = await asyncio.to_thread(self.dispatcher.store.unfinished)
-        resumed = [
-            delivery_id
-            for delivery_id in unfinished
-            if delivery_id not in self._submitted
-        ]
+        resumed = [delivery_id for delivery_id in unfinished if delivery_id not in self._submitted]
         if resumed:
             log.info("resuming %d unfinished deliveries", len(resumed))
         for delivery_id in resumed:
@@ -91,8 +87,6 @@ class LocalWorker:
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception(
-                "delivery=%s processing stopped by an unexpected error", delivery_id
-            )
+            log.exception("delivery=%s processing stopped by an unexpected error", delivery_id)
         finally:
             self._submitted.discard(delivery_id)

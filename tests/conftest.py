@@ -16,6 +16,7 @@ from receiver.local import create_local_app
 from receiver.settings import Settings
 
 SECRET = "test-secret-3f9a1c"
+HEADER = {"X-Webhook-Secret": SECRET}
 
 # The LangSmith SDK must never find a real key, endpoint or tracing config during tests.
 os.environ.update(

@@ -21,7 +21,7 @@ def test_a_module_that_cannot_be_imported_names_itself_and_the_cause():
 
 
 def test_a_missing_module_is_reported():
-    with pytest.raises(HandlerLoadError, match="acme.nothing_here"):
+    with pytest.raises(HandlerLoadError, match=r"acme\.nothing_here"):
         load_handlers(["acme.nothing_here"])
 
 

@@ -5,13 +5,11 @@ import json
 import logging
 
 import pytest
-from conftest import SECRET, drain, read_calls
+from conftest import HEADER, SECRET, drain, read_calls
 from support.payloads import sample_payload, unique_body
 
 from receiver.delivery import derive_delivery_id
 from receiver.local import create_local_app
-
-HEADER = {"X-Webhook-Secret": SECRET}
 
 
 @pytest.fixture
@@ -38,7 +36,10 @@ def test_any_of_several_configured_secrets_is_accepted(make_settings, open_clien
     with open_client(make_settings(secrets=("old-secret", "new-secret"))) as client:
         for secret in ("old-secret", "new-secret"):
             body = unique_body()
-            assert client.post("/", content=body, headers={"X-Webhook-Secret": secret}).status_code == 202
+            assert (
+                client.post("/", content=body, headers={"X-Webhook-Secret": secret}).status_code
+                == 202
+            )
 
 
 @pytest.mark.parametrize(
@@ -57,7 +58,9 @@ def test_a_missing_or_wrong_secret_is_401_and_no_handler_runs(
 
 
 def test_a_wrong_header_is_not_rescued_by_a_right_query(client, sample_body):
-    response = client.post(f"/?secret={SECRET}", content=sample_body, headers={"X-Webhook-Secret": "x"})
+    response = client.post(
+        f"/?secret={SECRET}", content=sample_body, headers={"X-Webhook-Secret": "x"}
+    )
     assert response.status_code == 401
 
 

@@ -51,5 +51,5 @@ def test_a_body_without_a_required_field_is_refused(missing):
 def test_a_run_without_an_id_is_refused():
     body = sample_payload()
     del body["runs"][0]["id"]
-    with pytest.raises(ValidationError, match="runs.0.id"):
+    with pytest.raises(ValidationError, match=r"runs\.0\.id"):
         RulePayload.model_validate(body)

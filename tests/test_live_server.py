@@ -1,0 +1,113 @@
+"""The real local server (scripts/serve_local.py under uvicorn on 127.0.0.1), end to end."""
+
+import json
+
+import httpx
+from conftest import HEADER, SECRET, read_calls
+from support.langsmith_sender import deliver
+from support.live_server import uvicorn_in_thread, wait_for
+from support.payloads import sample_payload, unique_body
+
+from receiver.local import create_local_app
+
+
+def test_every_status_code_over_a_real_socket(live_server, sample_body, record_path):
+    server = live_server(env={"WEBHOOK_MAX_BODY_BYTES": "4096"})
+    url = server.url
+    assert httpx.post(f"{url}?secret={SECRET}", content=sample_body).status_code == 202
+    assert httpx.post(url, content=unique_body(), headers=HEADER).status_code == 202
+    assert httpx.post(url, content=sample_body).status_code == 401
+    assert httpx.post(f"{url}?secret=nope", content=sample_body).status_code == 401
+    assert httpx.post(url, content=b"{nope", headers=HEADER).status_code == 422
+    too_big = json.dumps({**sample_payload(), "padding": "x" * 5000}).encode()
+    assert httpx.post(url, content=too_big, headers=HEADER).status_code == 413
+    assert httpx.get(url + "healthz").status_code == 200
+    assert wait_for(lambda: len(read_calls(record_path)) == 2)
+
+
+def test_no_configured_secret_is_503_on_every_post_over_a_real_socket(make_settings, sample_body):
+    with uvicorn_in_thread(create_local_app(make_settings(secrets=()))) as url:
+        assert httpx.post(url, content=sample_body).status_code == 503
+        assert httpx.post(url, content=sample_body, headers=HEADER).status_code == 503
+        assert httpx.get(url + "healthz").status_code == 200
+
+
+def test_the_secret_appears_in_no_log_line_even_the_access_log(live_server, sample_body):
+    server = live_server()
+    httpx.post(f"{server.url}?secret={SECRET}", content=sample_body)
+    httpx.post(f"{server.url}?secret={SECRET}-wrong-guess", content=sample_body)
+    httpx.get(f"{server.url}deliveries/x?secret={SECRET}")
+    assert wait_for(lambda: 'POST /?secret=*** HTTP/1.1" 202' in server.log(), timeout=10)
+    log = server.log()
+    assert "401" in log
+    assert SECRET not in log
+
+
+def test_a_generated_secret_is_printed_once_with_the_url_and_works(live_server, sample_body):
+    server = live_server(env={"LS_WEBHOOK": ""})
+    [line] = [line for line in server.log().splitlines() if "?secret=" in line]
+    url = line.strip()
+    assert url.startswith(server.url)
+    assert httpx.post(url, content=sample_body).status_code == 202
+
+
+def test_a_langsmith_style_sender_gets_202_and_never_retries_on_4xx(live_server, sample_body):
+    server = live_server()
+    accepted = deliver(server.url, sample_body, HEADER)
+    assert accepted.delivered and accepted.statuses == [202]
+    refused = deliver(server.url, sample_body, {"X-Webhook-Secret": "wrong"})
+    assert refused.statuses == [401]
+
+
+def test_a_server_killed_right_after_202_finishes_the_delivery_when_started_again(
+    live_server, record_path
+):
+    slow = {"WEBHOOK_HANDLERS": "handlers_for_tests.slow,handlers_for_tests.recording"}
+    first = live_server(env={**slow, "SLOW_SECONDS": "60"})
+    response = httpx.post(first.url, content=unique_body(), headers=HEADER)
+    assert response.status_code == 202
+    delivery_id = response.json()["delivery_id"]
+    assert wait_for(
+        lambda: ("handlers_for_tests.recording", delivery_id, 1, "ok") in read_calls(record_path)
+    )
+    first.kill()
+    assert not any(call[0] == "handlers_for_tests.slow" for call in read_calls(record_path))
+
+    second = live_server(env={**slow, "SLOW_SECONDS": "0"}, port=first.port)
+    assert wait_for(
+        lambda: ("handlers_for_tests.slow", delivery_id, 2, "ok") in read_calls(record_path)
+    )
+    status = httpx.get(f"{second.url}deliveries/{delivery_id}", headers=HEADER).json()
+    assert status["status"] == "done"
+    recording_calls = [c for c in read_calls(record_path) if c[0] == "handlers_for_tests.recording"]
+    assert len(recording_calls) == 1  # the sibling that had finished is not run again
+
+
+def test_a_burst_of_200_is_acknowledged_within_5s_while_a_10s_handler_processes_all(
+    live_server, record_path
+):
+    import asyncio
+
+    server = live_server(
+        env={
+            "WEBHOOK_HANDLERS": "handlers_for_tests.slow",
+            "SLOW_SECONDS": "10",
+            "WEBHOOK_WORKER_CONCURRENCY": "256",
+        }
+    )
+    bodies = [unique_body() for _ in range(200)]
+
+    async def burst():
+        limits = httpx.Limits(max_connections=200)
+        async with httpx.AsyncClient(timeout=5.0, limits=limits) as client:
+
+            async def one(body):
+                # LangSmith's 5 s deadline: a slower answer raises ReadTimeout and fails.
+                response = await client.post(server.url, content=body, headers=HEADER)
+                return response.status_code
+
+            return await asyncio.gather(*(one(body) for body in bodies))
+
+    assert asyncio.run(burst()) == [202] * 200
+    assert wait_for(lambda: len(read_calls(record_path)) == 200, timeout=60)
+    assert len({call[1] for call in read_calls(record_path)}) == 200

@@ -1,0 +1,131 @@
+"""The Modal definition, checked with the real ``modal`` package, offline."""
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import modal
+import pytest
+from conftest import HEADER, SECRET, read_calls
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from support.memory_dict import MemoryDict
+from support.payloads import unique_body
+
+import webhook_app
+from receiver.delivery import DeliveryStatus
+from receiver.modal_runtime import ModalDictStore, create_modal_app, process_delivery
+from receiver.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_app_defines_exactly_the_web_and_process_functions():
+    functions = {
+        name for name, value in vars(webhook_app).items() if isinstance(value, modal.Function)
+    }
+    assert functions == {"web", "process"}
+    assert isinstance(webhook_app.app, modal.App)
+    assert webhook_app.app.name == "langsmith-webhooks"
+
+
+def test_only_process_holds_the_langsmith_key():
+    web_secrets = " ".join(webhook_app.web.info().secrets)
+    process_secrets = " ".join(webhook_app.process.info().secrets)
+    assert "'ls-webhook'" in web_secrets
+    assert "'langsmith'" not in web_secrets
+    assert "'ls-webhook'" in process_secrets
+    assert "'langsmith'" in process_secrets
+
+
+def test_web_is_a_concurrent_web_endpoint_and_process_is_not():
+    web, process = webhook_app.web.info(), webhook_app.process.info()
+    assert web.web_info is not None
+    assert web.concurrency_info.max_inputs == 100
+    assert process.web_info is None
+    assert process.max_retries == 3
+
+
+def _import_in_fresh_interpreter(code: str, **env: str) -> str:
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith("MODAL_")}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={
+            **clean_env,
+            "HOME": "/nonexistent",
+            "MODAL_CONFIG_PATH": "/nonexistent/.modal.toml",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_importing_the_app_needs_no_token_and_keeps_the_langsmith_sdk_out():
+    out = _import_in_fresh_interpreter("import sys, webhook_app; print('langsmith' in sys.modules)")
+    assert out == "False"
+
+
+def test_the_langsmith_secret_name_and_extra_handler_packages_come_from_the_deploy_environment():
+    out = _import_in_fresh_interpreter(
+        "import webhook_app as w; print(w.process.info().secrets, w.local_packages)",
+        LANGSMITH_SECRET_NAME="ls-prod",
+        WEBHOOK_HANDLERS="handlers.log_runs,acme.hooks",
+    )
+    assert "'ls-prod'" in out
+    assert "['acme', 'handlers', 'receiver']" in out
+
+
+@pytest.fixture
+def modal_offline(monkeypatch, record_path):
+    """``web.local()`` with the Dict and ``process.spawn`` replaced (they need Modal's servers)."""
+    entries, spawned = MemoryDict(), []
+
+    class FakeCall:
+        object_id = "fc-test"
+
+    class FakeSpawn:
+        async def aio(self, delivery_id):
+            spawned.append(delivery_id)
+            return FakeCall()
+
+    class FakeProcess:
+        spawn = FakeSpawn()
+
+    monkeypatch.setattr(webhook_app, "deliveries", entries)
+    monkeypatch.setattr(webhook_app, "process", FakeProcess())
+    monkeypatch.setenv("LS_WEBHOOK", SECRET)
+    monkeypatch.setenv("WEBHOOK_HANDLERS", "handlers_for_tests.recording")
+    monkeypatch.setenv("TEST_RECORD_PATH", str(record_path))
+    return entries, spawned
+
+
+def test_the_web_function_serves_the_factory_app_which_records_and_spawns(
+    modal_offline, record_path
+):
+    entries, spawned = modal_offline
+    app = webhook_app.web.local()
+    assert isinstance(app, FastAPI)
+    reference = create_modal_app(Settings.from_env(), entries, spawn=None)
+    assert [r.path for r in app.routes] == [r.path for r in reference.routes]
+
+    body = unique_body()
+    with TestClient(app) as client:
+        first = client.post("/", content=body, headers=HEADER)
+        again = client.post("/", content=body, headers=HEADER)
+        assert client.post("/", content=body).status_code == 401
+    assert first.status_code == again.status_code == 202
+    delivery_id = first.json()["delivery_id"]
+    assert again.json() == {"delivery_id": delivery_id, "duplicate": True}
+    assert spawned == [delivery_id]
+
+    result = asyncio.run(process_delivery(Settings.from_env(), entries, delivery_id))
+    assert result["status"] == "done"
+    assert read_calls(record_path) == [("handlers_for_tests.recording", delivery_id, 1, "ok")]
+    assert ModalDictStore(entries).get(delivery_id).status is DeliveryStatus.DONE
