@@ -240,7 +240,7 @@ class SqliteStore:
         self, where: str, params: Sequence, order: str = "d.received_at"
     ) -> list[DeliveryRecord]:
         # `where` and `order` are constants of this class; values travel as parameters.
-        sql = f"{_SELECT_RECORDS} {where} ORDER BY {order}, h.handler"  # noqa: S608
+        sql = f"{_SELECT_RECORDS} {where} ORDER BY {order}, h.handler"
         rows = self._query(sql, params)
         records: dict[str, DeliveryRecord] = {}
         for id_, received_at, rule_id, runs, handler, status, attempts, error in rows:
