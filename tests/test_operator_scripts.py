@@ -1,0 +1,81 @@
+"""scripts/deliveries.py and scripts/replay.py, run as a user runs them."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import HEADER, drain
+from support.payloads import unique_body
+
+ROOT = Path(__file__).resolve().parents[1]
+BROKEN = "handlers_for_tests.broken_until_fixed"
+RECORDING = "handlers_for_tests.recording"
+
+
+def run_script(name, *args, env):
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / name), *args],
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.fixture
+def dead_delivery(make_settings, open_client, tmp_path, record_path):
+    """A store holding one dead delivery, and the environment that points the scripts at it."""
+    marker = tmp_path / "fixed"
+    settings = make_settings(handlers=(BROKEN, RECORDING), max_attempts=2, extra={"FIX_MARKER": str(marker)})
+    with open_client(settings) as client:
+        delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
+        drain(client)
+    env = {
+        "WEBHOOK_STORE_PATH": str(settings.store_path),
+        "WEBHOOK_HANDLERS": f"{BROKEN},{RECORDING}",
+        "WEBHOOK_RETRY_BASE_SECONDS": "0.01",
+        "WEBHOOK_MAX_ATTEMPTS": "2",
+        "FIX_MARKER": str(marker),
+        "TEST_RECORD_PATH": str(record_path),
+    }
+    return delivery_id, marker, env
+
+
+def test_deliveries_lists_the_dead_delivery_with_each_handler(dead_delivery):
+    delivery_id, _, env = dead_delivery
+    table = run_script("deliveries.py", env=env)
+    assert table.returncode == 0, table.stderr
+    assert f"{delivery_id}" in table.stdout and "dead" in table.stdout
+    assert "downstream rejected the payload" in table.stdout
+    listed = json.loads(run_script("deliveries.py", "--json", env=env).stdout)
+    assert listed[0]["handlers"][BROKEN] == {
+        "status": "failed",
+        "attempts": 2,
+        "last_error": "RuntimeError: downstream rejected the payload",
+    }
+
+
+def test_replay_before_the_fix_exits_1_and_after_the_fix_completes(dead_delivery):
+    delivery_id, marker, env = dead_delivery
+    still_broken = run_script("replay.py", delivery_id, env=env)
+    assert still_broken.returncode == 1
+    marker.touch()
+    fixed = run_script("replay.py", "--failed", env=env)
+    assert fixed.returncode == 0, fixed.stderr
+    assert "done" in fixed.stdout
+    assert run_script("replay.py", "--failed", env=env).stdout.strip() == "no dead deliveries"
+
+
+def test_replay_of_an_unknown_delivery_exits_2_with_the_reason(dead_delivery):
+    _, _, env = dead_delivery
+    result = run_script("replay.py", "no-such-id", env=env)
+    assert result.returncode == 2
+    assert "no delivery no-such-id" in result.stderr
+
+
+def test_replay_needs_ids_or_failed(dead_delivery):
+    _, _, env = dead_delivery
+    assert run_script("replay.py", env=env).returncode == 2
