@@ -1,7 +1,7 @@
 """What the operator scripts share: opening the right store and showing deliveries.
 
-    store = open_store(settings, on_modal=False)
-    print(render_table(store.recent(20)))
+store = open_store(settings, on_modal=False)
+print(render_table(store.recent(20)))
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ def run_script(name, *args, env):
 def dead_delivery(make_settings, open_client, tmp_path, record_path):
     """A store holding one dead delivery, and the environment that points the scripts at it."""
     marker = tmp_path / "fixed"
-    settings = make_settings(handlers=(BROKEN, RECORDING), max_attempts=2, extra={"FIX_MARKER": str(marker)})
+    settings = make_settings(
+        handlers=(BROKEN, RECORDING), max_attempts=2, extra={"FIX_MARKER": str(marker)}
+    )
     with open_client(settings) as client:
         delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
         drain(client)
