@@ -129,3 +129,12 @@ def test_the_web_function_serves_the_factory_app_which_records_and_spawns(
     assert result["status"] == "done"
     assert read_calls(record_path) == [("handlers_for_tests.recording", delivery_id, 1, "ok")]
     assert ModalDictStore(entries).get(delivery_id).status is DeliveryStatus.DONE
+
+
+def test_loading_every_shipped_handler_keeps_the_langsmith_sdk_out_of_the_web_path():
+    out = _import_in_fresh_interpreter(
+        "import sys; from receiver.registry import load_handlers;"
+        " load_handlers(['handlers.log_runs', 'handlers.corrections_to_dataset',"
+        " 'handlers.notify_slack', 'handlers._template']); print('langsmith' in sys.modules)"
+    )
+    assert out == "False"

@@ -1,0 +1,231 @@
+"""Turn runs that received a feedback correction into examples of a LangSmith dataset.
+
+The documentation's reference endpoint, done right:
+
+- feedback is fetched for all of the delivery's runs at once (``list_feedback`` with about
+  100 run ids a request, which keeps URLs short) and grouped by ``run_id``, never paired by
+  position; with several corrections on a run, the newest wins;
+- a run's inputs/outputs come from the run or, when LangSmith sent them as presigned URLs
+  (``inputs_s3_urls["ROOT"]["presigned_url"]``), from a bounded GET of that URL; a run whose
+  data cannot be had is skipped and counted, the others go on;
+- all examples go to LangSmith in one batched ``create_examples`` call (chunked for very
+  large deliveries), each with an id derived from (dataset, run id): a redelivery or retry
+  never duplicates an example, and "already exists" counts as success;
+- the dataset is created when missing.
+
+Settings (env): ``LS_DATASET_NAME`` (default ``webhook-corrections``),
+``CORRECTIONS_FEEDBACK_KEYS`` (comma-separated keys whose corrections count; default: any),
+``CORRECTIONS_SCORE_KEY`` + ``CORRECTIONS_SCORE_THRESHOLD`` (optional: runs scored at or above
+the threshold on that key become examples with their own outputs),
+``CORRECTIONS_BLOB_TIMEOUT_SECONDS`` (10), ``CORRECTIONS_MAX_BLOB_BYTES`` (25 MiB), plus
+``LANGSMITH_API_KEY`` and ``LANGSMITH_ENDPOINT`` (self-hosted or EU).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from receiver.dispatch import HandlerContext
+from receiver.langsmith_api import BlobError, chunked, fetch_presigned_json, make_client
+from receiver.payload import RulePayload, Run
+from receiver.settings import Settings
+
+FEEDBACK_RUNS_PER_REQUEST = 100  # run ids travel in the query string: ~4 KB a request
+EXAMPLES_PER_REQUEST = 500
+EXAMPLE_IDS_PER_REQUEST = 100
+BLOB_FETCHERS = 8
+
+
+@dataclass(frozen=True)
+class Options:
+    """This handler's settings, read once per delivery."""
+
+    dataset_name: str = "webhook-corrections"
+    feedback_keys: tuple[str, ...] = ()
+    score_key: str | None = None
+    score_threshold: float | None = None
+    blob_timeout: float = 10.0
+    max_blob_bytes: int = 25 * 1024 * 1024
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Options:
+        keys = settings.get("CORRECTIONS_FEEDBACK_KEYS", "")
+        threshold = settings.get("CORRECTIONS_SCORE_THRESHOLD")
+        return cls(
+            dataset_name=settings.get("LS_DATASET_NAME", cls.dataset_name),
+            feedback_keys=tuple(k.strip() for k in keys.split(",") if k.strip()),
+            score_key=settings.get("CORRECTIONS_SCORE_KEY"),
+            score_threshold=float(threshold) if threshold else None,
+            blob_timeout=float(settings.get("CORRECTIONS_BLOB_TIMEOUT_SECONDS", "10")),
+            max_blob_bytes=int(settings.get("CORRECTIONS_MAX_BLOB_BYTES", str(cls.max_blob_bytes))),
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A run chosen to become an example; ``outputs`` None means "the run's own outputs"."""
+
+    run: Run
+    feedback_key: str
+    outputs: dict[str, Any] | None
+
+
+def feedback_by_run(client: Any, run_ids: list[uuid.UUID], options: Options) -> dict[str, list]:
+    """All feedback on ``run_ids`` that this handler may use, grouped by run id."""
+    keys = None
+    if options.feedback_keys:
+        keys = sorted({*options.feedback_keys, *([options.score_key] if options.score_key else [])})
+    grouped: dict[str, list] = defaultdict(list)
+    for chunk in chunked(run_ids, FEEDBACK_RUNS_PER_REQUEST):
+        for feedback in client.list_feedback(run_ids=list(chunk), feedback_key=keys):
+            grouped[str(feedback.run_id)].append(feedback)
+    return grouped
+
+
+def _newest(feedback: list) -> Any:
+    return max(feedback, key=lambda f: (f.modified_at or f.created_at, f.created_at))
+
+
+def choose(runs: list[Run], feedback: dict[str, list], options: Options) -> list[Candidate]:
+    """The runs that become examples: a correction (newest wins), or a score at the threshold."""
+    chosen = []
+    for run in runs:
+        on_run = feedback.get(str(run.id), [])
+        corrections = [
+            f
+            for f in on_run
+            if f.correction is not None
+            and (not options.feedback_keys or f.key in options.feedback_keys)
+        ]
+        if corrections:
+            newest = _newest(corrections)
+            correction = newest.correction
+            outputs = correction if isinstance(correction, dict) else {"output": correction}
+            chosen.append(Candidate(run, newest.key, outputs))
+            continue
+        if options.score_key is None or options.score_threshold is None:
+            continue
+        scores = [f for f in on_run if f.key == options.score_key and f.score is not None]
+        if scores and _newest(scores).score >= options.score_threshold:
+            chosen.append(Candidate(run, options.score_key, None))
+    return chosen
+
+
+def run_data(run: Run, field: str, options: Options) -> dict[str, Any]:
+    """The run's ``inputs`` or ``outputs``, from the body or from its presigned URL."""
+    value = getattr(run, field)
+    if value is not None:
+        return value
+    urls = getattr(run, f"{field}_s3_urls") or {}
+    presigned = (urls.get("ROOT") or {}).get("presigned_url")
+    if not presigned:
+        raise BlobError(f"no {field} in the body and no presigned URL")
+    data = fetch_presigned_json(
+        presigned, timeout=options.blob_timeout, max_bytes=options.max_blob_bytes
+    )
+    if not isinstance(data, dict):
+        raise BlobError(f"{field} blob is not a JSON object")
+    return data
+
+
+def build_example(
+    candidate: Candidate, dataset_id: uuid.UUID, rule_id: uuid.UUID, options: Options
+) -> dict[str, Any]:
+    """The example for one candidate, with an id that is the same on every retry."""
+    run = candidate.run
+    return {
+        "id": uuid.uuid5(dataset_id, str(run.id)),
+        "inputs": run_data(run, "inputs", options),
+        "reference_outputs": candidate.outputs or run_data(run, "outputs", options),
+        "source_run_id": run.id,
+        "metadata": {
+            "rule_id": str(rule_id),
+            "feedback_key": candidate.feedback_key,
+            "run_name": run.name,
+            "source": "langsmith-modal-webhooks",
+        },
+    }
+
+
+def ensure_dataset(client: Any, name: str) -> uuid.UUID:
+    """The id of the dataset called ``name``, created when missing."""
+    from langsmith.utils import LangSmithConflictError, LangSmithNotFoundError
+
+    try:
+        return client.read_dataset(dataset_name=name).id
+    except LangSmithNotFoundError:
+        pass
+    try:
+        description = "Runs corrected through feedback, collected by a LangSmith webhook."
+        return client.create_dataset(name, description=description).id
+    except LangSmithConflictError:  # created meanwhile by a concurrent delivery
+        return client.read_dataset(dataset_name=name).id
+
+
+def write_examples(client: Any, dataset_id: uuid.UUID, examples: list[dict]) -> tuple[int, int]:
+    """Create the examples that do not exist yet; return (created, already present)."""
+    from langsmith.utils import LangSmithConflictError
+
+    created = present = 0
+    for chunk in chunked(examples, EXAMPLES_PER_REQUEST):
+        try:
+            client.create_examples(dataset_id=dataset_id, examples=list(chunk))
+            created += len(chunk)
+            continue
+        except LangSmithConflictError:
+            pass  # some already exist (a redelivery or retry): create only the others
+        ids = [example["id"] for example in chunk]
+        existing = {
+            example.id
+            for id_chunk in chunked(ids, EXAMPLE_IDS_PER_REQUEST)
+            for example in client.list_examples(dataset_id=dataset_id, example_ids=list(id_chunk))
+        }
+        missing = [example for example in chunk if example["id"] not in existing]
+        if missing:
+            client.create_examples(dataset_id=dataset_id, examples=missing)
+        created += len(missing)
+        present += len(chunk) - len(missing)
+    return created, present
+
+
+def handle(payload: RulePayload, context: HandlerContext) -> None:
+    """Create one dataset example per corrected run of the delivery."""
+    options = Options.from_settings(context.settings)
+    client = make_client(context.settings)
+    feedback = feedback_by_run(client, [run.id for run in payload.runs], options)
+    candidates = choose(payload.runs, feedback, options)
+    created = present = 0
+    skipped: Counter[str] = Counter()
+    if candidates:
+        dataset_id = ensure_dataset(client, options.dataset_name)
+
+        def build(candidate: Candidate) -> dict | BlobError:
+            try:
+                return build_example(candidate, dataset_id, payload.rule_id, options)
+            except BlobError as exc:
+                context.logger.warning("run %s skipped: %s", candidate.run.id, exc)
+                return exc
+
+        examples = []
+        with ThreadPoolExecutor(BLOB_FETCHERS) as pool:
+            for result in pool.map(build, candidates):
+                if isinstance(result, BlobError):
+                    skipped[str(result)] += 1
+                else:
+                    examples.append(result)
+        if examples:
+            created, present = write_examples(client, dataset_id, examples)
+    context.logger.info(
+        "corrections: runs=%d corrected=%d created=%d already_present=%d skipped=%d%s dataset=%s",
+        len(payload.runs),
+        len(candidates),
+        created,
+        present,
+        sum(skipped.values()),
+        "".join(f" [{count}x {reason}]" for reason, count in skipped.items()),
+        options.dataset_name,
+    )

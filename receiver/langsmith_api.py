@@ -1,0 +1,81 @@
+"""Talking to LangSmith from handlers and scripts: the SDK client and presigned blobs.
+
+The ``langsmith`` SDK is imported inside :func:`make_client`, never at module level, so
+importing a handler (the web function does, at start-up) does not pay for it.
+
+    client = make_client(settings)                 # LANGSMITH_API_KEY, LANGSMITH_ENDPOINT
+    inputs = fetch_presigned_json(url, timeout=10, max_bytes=25 * 2**20)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import httpx
+
+from receiver.settings import Settings
+
+if TYPE_CHECKING:
+    from langsmith import Client
+
+DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
+T = TypeVar("T")
+
+
+class LangSmithSetupError(RuntimeError):
+    """LangSmith cannot be reached as configured (say, no API key)."""
+
+
+class BlobError(RuntimeError):
+    """A presigned input/output blob could not be fetched (expired, too large, not JSON)."""
+
+
+def make_client(settings: Settings) -> Client:
+    """A ``langsmith.Client`` for ``LANGSMITH_ENDPOINT`` (default: LangSmith cloud, US).
+
+    Tracing is off: this client only reads and writes datasets, feedback and rules.
+    """
+    api_key = settings.get("LANGSMITH_API_KEY")
+    if not api_key:
+        raise LangSmithSetupError(
+            "LANGSMITH_API_KEY is not set: create the Modal secret 'langsmith' with"
+            " LANGSMITH_API_KEY=... (scripts/create_secrets.py does it), or export it locally"
+        )
+    from langsmith import Client
+
+    endpoint = settings.get("LANGSMITH_ENDPOINT", DEFAULT_ENDPOINT)
+    return Client(api_url=endpoint, api_key=api_key, auto_batch_tracing=False)
+
+
+def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def fetch_presigned_json(url: str, *, timeout: float, max_bytes: int) -> Any:
+    """GET a presigned URL and parse its JSON, within ``timeout`` seconds and ``max_bytes``."""
+    try:
+        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+            if response.status_code in (401, 403):
+                raise BlobError(
+                    f"presigned URL refused with {response.status_code}: it has probably expired"
+                )
+            if response.status_code != 200:
+                raise BlobError(f"presigned URL answered {response.status_code}")
+            chunks, size = [], 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BlobError(f"blob is larger than {max_bytes} bytes")
+                chunks.append(chunk)
+    except httpx.TimeoutException:
+        raise BlobError(f"presigned URL did not answer within {timeout} s") from None
+    except httpx.HTTPError as exc:
+        raise BlobError(f"presigned URL failed: {type(exc).__name__}: {exc}") from None
+    try:
+        return json.loads(b"".join(chunks))
+    except ValueError:
+        raise BlobError("blob is not JSON") from None

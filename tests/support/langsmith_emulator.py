@@ -1,0 +1,278 @@
+"""A local emulation of the parts of the LangSmith HTTP API this project uses.
+
+Paths and bodies follow what the installed ``langsmith`` SDK sends (``langsmith/client.py``):
+``GET /info``; datasets (``GET /datasets?name=``, ``GET /datasets/{id}``, ``POST /datasets``
+with 409 on a taken name; ``GET /sessions`` which the SDK reads once per client); examples
+(JSON ``POST /examples/bulk``, where one existing id fails the whole request with 409 and
+stores nothing, and ``GET /examples?id=&dataset=`` with offset paging); feedback
+(``GET /feedback?run=&key=`` with offset paging); automation rules
+(``GET /runs/rules``, ``PATCH /runs/rules/{id}``, ``POST /runs/rules/{id}/trigger``, also
+under ``/api/v1``); and presigned blobs (``GET /blobs/{name}``, 403 once expired, like S3).
+
+Tests inject latency (``emulator.latency``), failures (``emulator.fail(...)``) and read
+the request log (``emulator.requests``).
+
+    with running_emulator() as emulator:
+        client = langsmith.Client(api_url=emulator.url, api_key="test", auto_batch_tracing=False)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from support.live_server import uvicorn_in_thread
+
+API_PREFIXES = ("", "/api/v1")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class Failure:
+    """Answer ``status`` to the next ``times`` requests whose path starts with ``path``."""
+
+    path: str
+    status: int
+    times: int
+    retry_after: str | None = None
+
+
+@dataclass
+class Emulator:
+    """The emulated LangSmith's state, readable and adjustable by tests."""
+
+    url: str = ""
+    latency: float = 0.0
+    datasets: dict[str, dict] = field(default_factory=dict)
+    examples: dict[str, dict] = field(default_factory=dict)
+    feedback: list[dict] = field(default_factory=list)
+    blobs: dict[str, Any] = field(default_factory=dict)
+    expired_blobs: set[str] = field(default_factory=set)
+    rules: dict[str, dict] = field(default_factory=dict)
+    triggered: list[str] = field(default_factory=list)
+    requests: list[tuple[str, str, str]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    # --- what tests call -------------------------------------------------------------
+    @property
+    def api_url(self) -> str:
+        """The URL to give ``langsmith.Client(api_url=...)`` or ``LANGSMITH_ENDPOINT``."""
+        return self.url.rstrip("/")
+
+    def fail(self, path: str, status: int, times: int = 1, retry_after: str | None = None) -> None:
+        """Make the next ``times`` requests under ``path`` answer ``status``."""
+        self.failures.append(Failure(path, status, times, retry_after))
+
+    def add_feedback(self, run_id: Any, key: str, **fields: Any) -> dict:
+        """Store one feedback on ``run_id``; ``created_at`` defaults to now."""
+        created = fields.pop("created_at", _now())
+        item = {
+            "id": str(uuid.uuid4()),
+            "run_id": str(run_id),
+            "trace_id": str(run_id),
+            "key": key,
+            "score": None,
+            "value": None,
+            "comment": None,
+            "correction": None,
+            "created_at": created,
+            "modified_at": fields.pop("modified_at", created),
+            **fields,
+        }
+        self.feedback.append(item)
+        return item
+
+    def add_blob(self, name: str, content: Any, *, expired: bool = False) -> str:
+        """Store a JSON blob and return its presigned URL."""
+        self.blobs[name] = content
+        if expired:
+            self.expired_blobs.add(name)
+        return f"{self.url}blobs/{name}?X-Amz-Expires=3600&X-Amz-Signature=test"
+
+    def add_rule(self, name: str, webhooks: list[dict] | None = None) -> dict:
+        """Store an automation rule with the given webhooks."""
+        rule = {
+            "id": str(uuid.uuid4()),
+            "display_name": name,
+            "session_id": str(uuid.uuid4()),
+            "sampling_rate": 1.0,
+            "filter": "eq(is_root, true)",
+            "webhooks": webhooks or [],
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
+        self.rules[rule["id"]] = rule
+        return rule
+
+    def calls(
+        self, method: str | None = None, path: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """Logged requests, optionally only those of ``method`` and path prefix ``path``."""
+        return [
+            call
+            for call in self.requests
+            if (method is None or call[0] == method) and (path is None or call[1].startswith(path))
+        ]
+
+    def examples_in(self, dataset_name: str) -> list[dict]:
+        """The examples stored in the dataset named ``dataset_name``."""
+        ids = [d["id"] for d in self.datasets.values() if d["name"] == dataset_name]
+        return [e for e in self.examples.values() if e["dataset_id"] in ids]
+
+    # --- the API ---------------------------------------------------------------------
+    def build_app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.middleware("http")
+        async def log_delay_and_fail(request: Request, call_next: Any) -> Response:
+            path = request.url.path.removeprefix("/api/v1")
+            self.requests.append((request.method, path, request.url.query))
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            for failure in self.failures:
+                if failure.times > 0 and path.startswith(failure.path):
+                    failure.times -= 1
+                    headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+                    return JSONResponse({"detail": "injected"}, failure.status, headers=headers)
+            return await call_next(request)
+
+        def route(method: str, path: str) -> Any:
+            def register(func: Any) -> Any:
+                for prefix in API_PREFIXES:
+                    app.add_api_route(prefix + path, func, methods=[method])
+                return func
+
+            return register
+
+        @route("GET", "/info")
+        async def info() -> dict:
+            return {"version": "emulator", "instance_flags": {}}
+
+        @route("GET", "/sessions")
+        async def sessions() -> list:
+            return [{"id": str(uuid.uuid4()), "tenant_id": str(uuid.uuid4()), "name": "default"}]
+
+        @route("GET", "/datasets")
+        async def list_datasets(name: str | None = None) -> list:
+            return [d for d in self.datasets.values() if name is None or d["name"] == name]
+
+        @route("GET", "/datasets/{dataset_id}")
+        async def read_dataset(dataset_id: str) -> Response:
+            if dataset_id not in self.datasets:
+                return JSONResponse({"detail": "not found"}, 404)
+            return JSONResponse(self.datasets[dataset_id])
+
+        @route("POST", "/datasets")
+        async def create_dataset(request: Request) -> Response:
+            body = await request.json()
+            with self._lock:
+                if any(d["name"] == body["name"] for d in self.datasets.values()):
+                    return JSONResponse({"detail": "dataset already exists"}, 409)
+                dataset = {
+                    "id": str(uuid.uuid4()),
+                    "name": body["name"],
+                    "description": body.get("description"),
+                    "data_type": body.get("data_type", "kv"),
+                    "created_at": _now(),
+                }
+                self.datasets[dataset["id"]] = dataset
+            return JSONResponse(dataset)
+
+        @route("POST", "/examples/bulk")
+        async def create_examples(request: Request) -> Response:
+            body = await request.json()
+            with self._lock:
+                taken = [e["id"] for e in body if e.get("id") in self.examples]
+                if taken:
+                    return JSONResponse({"detail": f"examples already exist: {taken[:3]}"}, 409)
+                stored = []
+                for example in body:
+                    example = {**example, "id": example.get("id") or str(uuid.uuid4())}
+                    example.setdefault("created_at", _now())
+                    self.examples[example["id"]] = example
+                    stored.append(example)
+            return JSONResponse(stored)
+
+        def page(items: list, request: Request) -> list:
+            offset = int(request.query_params.get("offset", 0))
+            limit = int(request.query_params.get("limit", 100))
+            return items[offset : offset + limit]
+
+        @route("GET", "/examples")
+        async def list_examples(request: Request) -> list:
+            ids = set(request.query_params.getlist("id"))
+            dataset = request.query_params.get("dataset")
+            found = [
+                e
+                for e in self.examples.values()
+                if (not ids or e["id"] in ids) and (dataset is None or e["dataset_id"] == dataset)
+            ]
+            return page(found, request)
+
+        @route("GET", "/feedback")
+        async def list_feedback(request: Request) -> list:
+            runs = set(request.query_params.getlist("run"))
+            keys = set(request.query_params.getlist("key"))
+            found = [
+                f
+                for f in self.feedback
+                if (not runs or f["run_id"] in runs) and (not keys or f["key"] in keys)
+            ]
+            return page(found, request)
+
+        @route("GET", "/runs/rules")
+        async def list_rules() -> list:
+            return list(self.rules.values())
+
+        @route("PATCH", "/runs/rules/{rule_id}")
+        async def patch_rule(rule_id: str, request: Request) -> Response:
+            if rule_id not in self.rules:
+                return JSONResponse({"detail": "rule not found"}, 404)
+            self.rules[rule_id] = {
+                **self.rules[rule_id],
+                **(await request.json()),
+                "updated_at": _now(),
+            }
+            return JSONResponse(self.rules[rule_id])
+
+        @route("POST", "/runs/rules/{rule_id}/trigger")
+        async def trigger_rule(rule_id: str) -> Response:
+            if rule_id not in self.rules:
+                return JSONResponse({"detail": "rule not found"}, 404)
+            self.triggered.append(rule_id)
+            return JSONResponse({"status": "triggered"})
+
+        @app.get("/blobs/{name}")
+        async def blob(name: str) -> Response:
+            if name in self.expired_blobs:
+                xml = (
+                    "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
+                )
+                return Response(xml, 403, media_type="application/xml")
+            if name not in self.blobs:
+                return Response("<Error><Code>NoSuchKey</Code></Error>", 404)
+            return JSONResponse(self.blobs[name])
+
+        return app
+
+
+@contextmanager
+def running_emulator() -> Iterator[Emulator]:
+    """An :class:`Emulator` served by uvicorn on 127.0.0.1 for the duration of the block."""
+    emulator = Emulator()
+    with uvicorn_in_thread(emulator.build_app()) as url:
+        emulator.url = url
+        yield emulator

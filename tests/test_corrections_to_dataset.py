@@ -1,0 +1,228 @@
+"""handlers/corrections_to_dataset.py with the real langsmith SDK against the local emulator."""
+
+import json
+import logging
+import uuid
+
+import pytest
+from conftest import HEADER, drain
+from support.langsmith_emulator import running_emulator
+from support.payloads import payload_with_runs
+
+from handlers import corrections_to_dataset
+from receiver.delivery import DeliveryStatus
+from receiver.dispatch import HandlerContext
+from receiver.payload import RulePayload
+from receiver.settings import Settings
+
+DATASET = "corrections-under-test"
+
+
+@pytest.fixture
+def emulator():
+    with running_emulator() as emulator:
+        yield emulator
+
+
+def settings_for(emulator, **extra):
+    return Settings(
+        extra={
+            "LANGSMITH_API_KEY": "lsv2_test_key",
+            "LANGSMITH_ENDPOINT": emulator.api_url,
+            "LS_DATASET_NAME": DATASET,
+            **extra,
+        }
+    )
+
+
+def run_handler(emulator, payload: dict, **extra) -> None:
+    settings = settings_for(emulator, **extra)
+    logger = logging.LoggerAdapter(logging.getLogger("handlers.corrections_to_dataset"), {})
+    context = HandlerContext("delivery-1", "handlers.corrections_to_dataset", 1, settings, logger)
+    corrections_to_dataset.handle(RulePayload.model_validate(payload), context)
+
+
+def corrected_payload(count: int, emulator, **run_fields) -> dict:
+    payload = payload_with_runs(
+        count, inputs={"question": "q"}, outputs={"answer": "wrong"}, **run_fields
+    )
+    for run in payload["runs"]:
+        emulator.add_feedback(run["id"], "correctness", correction={"answer": f"fixed {run['id']}"})
+    return payload
+
+
+def test_feedback_is_matched_to_runs_by_id_never_by_position(emulator):
+    payload = payload_with_runs(3, outputs={"answer": "model"})
+    a, b, c = (run["id"] for run in payload["runs"])
+    for run, question in zip(payload["runs"], "ABC", strict=True):
+        run["inputs"] = {"question": question}
+    # Stored in an order that positional pairing would get wrong: C first, B has none,
+    # A has two corrections of which the newer must win.
+    emulator.add_feedback(
+        c, "correctness", correction={"answer": "C fixed"}, created_at="2024-01-01T00:00:00+00:00"
+    )
+    emulator.add_feedback(
+        a, "correctness", correction={"answer": "A old"}, created_at="2024-01-01T00:00:00+00:00"
+    )
+    emulator.add_feedback(
+        a, "correctness", correction={"answer": "A new"}, created_at="2024-02-01T00:00:00+00:00"
+    )
+    emulator.add_feedback(b, "helpfulness", score=1)
+    run_handler(emulator, payload)
+    examples = {e["source_run_id"]: e for e in emulator.examples_in(DATASET)}
+    assert set(examples) == {a, c}
+    assert examples[a]["inputs"] == {"question": "A"}
+    assert examples[a]["outputs"] == {"answer": "A new"}
+    assert examples[c]["outputs"] == {"answer": "C fixed"}
+    assert examples[a]["metadata"]["feedback_key"] == "correctness"
+    assert examples[a]["metadata"]["rule_id"] == payload["rule_id"]
+
+
+def test_a_string_correction_becomes_an_output_field(emulator):
+    payload = payload_with_runs(1, inputs={"q": 1})
+    emulator.add_feedback(payload["runs"][0]["id"], "note", correction="the right answer")
+    run_handler(emulator, payload)
+    [example] = emulator.examples_in(DATASET)
+    assert example["outputs"] == {"output": "the right answer"}
+
+
+def test_only_the_configured_feedback_keys_count(emulator):
+    payload = payload_with_runs(2, inputs={"q": 1})
+    first, second = (run["id"] for run in payload["runs"])
+    emulator.add_feedback(first, "correctness", correction={"a": 1})
+    emulator.add_feedback(second, "style", correction={"a": 2})
+    run_handler(emulator, payload, CORRECTIONS_FEEDBACK_KEYS="correctness")
+    assert [e["source_run_id"] for e in emulator.examples_in(DATASET)] == [first]
+    assert all("key=correctness" in query for _, _, query in emulator.calls("GET", "/feedback"))
+
+
+def test_runs_scored_at_the_threshold_become_examples_with_their_own_outputs(emulator):
+    payload = payload_with_runs(3, inputs={"q": 1}, outputs={"answer": "model"})
+    high, exact, low = (run["id"] for run in payload["runs"])
+    emulator.add_feedback(high, "user_score", score=1.0)
+    emulator.add_feedback(exact, "user_score", score=0.8)
+    emulator.add_feedback(low, "user_score", score=0.2)
+    run_handler(emulator, payload)  # off by default
+    assert emulator.examples_in(DATASET) == []
+    run_handler(
+        emulator, payload, CORRECTIONS_SCORE_KEY="user_score", CORRECTIONS_SCORE_THRESHOLD="0.8"
+    )
+    examples = {e["source_run_id"]: e for e in emulator.examples_in(DATASET)}
+    assert set(examples) == {high, exact}
+    assert examples[high]["outputs"] == {"answer": "model"}
+
+
+def test_inputs_and_outputs_come_from_presigned_urls_when_null(emulator):
+    payload = payload_with_runs(1)
+    run = payload["runs"][0]
+    run["inputs_s3_urls"] = {
+        "ROOT": {"presigned_url": emulator.add_blob("in", {"question": "big"})}
+    }
+    emulator.add_feedback(run["id"], "correctness", correction={"answer": "ok"})
+    run_handler(emulator, payload)
+    [example] = emulator.examples_in(DATASET)
+    assert example["inputs"] == {"question": "big"}
+
+
+def test_an_expired_presigned_url_skips_that_run_only_and_says_why(emulator, caplog):
+    payload = corrected_payload(2, emulator)
+    expired = payload["runs"][0]
+    expired["inputs"] = None
+    expired["inputs_s3_urls"] = {
+        "ROOT": {"presigned_url": emulator.add_blob("old", {}, expired=True)}
+    }
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    assert [e["source_run_id"] for e in emulator.examples_in(DATASET)] == [payload["runs"][1]["id"]]
+    assert "refused with 403: it has probably expired" in caplog.text
+    assert "created=1" in caplog.text and "skipped=1" in caplog.text
+
+
+def test_a_run_without_inputs_or_url_is_skipped_and_counted(emulator, caplog):
+    payload = corrected_payload(2, emulator)
+    payload["runs"][0]["inputs"] = None
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    assert len(emulator.examples_in(DATASET)) == 1
+    assert "[1x no inputs in the body and no presigned URL]" in caplog.text
+
+
+def test_the_dataset_is_created_when_missing_and_reused_after(emulator):
+    run_handler(emulator, corrected_payload(1, emulator))
+    run_handler(emulator, corrected_payload(1, emulator))
+    assert [d["name"] for d in emulator.datasets.values()] == [DATASET]
+    assert len(emulator.calls("POST", "/datasets")) == 1
+    assert len(emulator.examples_in(DATASET)) == 2
+
+
+def test_the_same_delivery_twice_creates_no_duplicate_examples(emulator, caplog):
+    payload = corrected_payload(5, emulator)
+    run_handler(emulator, payload)
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    assert len(emulator.examples_in(DATASET)) == 5
+    assert "created=0 already_present=5" in caplog.text
+
+
+def test_a_partly_written_delivery_creates_only_the_missing_examples(emulator):
+    payload = corrected_payload(4, emulator)
+    run_handler(emulator, {**payload, "runs": payload["runs"][:2]})
+    run_handler(emulator, payload)
+    assert sorted(e["source_run_id"] for e in emulator.examples_in(DATASET)) == sorted(
+        run["id"] for run in payload["runs"]
+    )
+
+
+def test_example_ids_are_derived_from_dataset_and_run(emulator):
+    payload = corrected_payload(1, emulator)
+    run_handler(emulator, payload)
+    [dataset] = emulator.datasets.values()
+    [example] = emulator.examples_in(DATASET)
+    assert example["id"] == str(uuid.uuid5(uuid.UUID(dataset["id"]), payload["runs"][0]["id"]))
+
+
+def test_1000_runs_take_a_bounded_number_of_api_calls_in_one_batch(emulator):
+    payload = corrected_payload(1000, emulator)
+    run_handler(emulator, payload)
+    assert len(emulator.examples_in(DATASET)) == 1000
+    feedback_calls = emulator.calls("GET", "/feedback")
+    assert 10 <= len(feedback_calls) <= 20  # 100 run ids a request (+1 page when exactly full)
+    assert max(query.count("run=") for _, _, query in feedback_calls) <= 100
+    assert len(emulator.calls("POST", "/examples/bulk")) <= 2
+    assert len(emulator.requests) <= 30
+
+
+def test_a_delivery_with_no_corrections_writes_nothing(emulator):
+    run_handler(emulator, payload_with_runs(3, inputs={"q": 1}))
+    assert emulator.datasets == {}
+    assert emulator.calls("POST") == []
+
+
+def test_langsmith_failing_with_503_then_recovering_creates_the_examples_once(
+    emulator, make_settings, open_client
+):
+    payload = corrected_payload(3, emulator)
+    emulator.fail("/examples/bulk", 503, times=5)  # more than the SDK's own 3 retries
+    settings = make_settings(
+        handlers=("handlers.corrections_to_dataset",),
+        extra={
+            "LANGSMITH_API_KEY": "lsv2_test_key",
+            "LANGSMITH_ENDPOINT": emulator.api_url,
+            "LS_DATASET_NAME": DATASET,
+        },
+    )
+    with open_client(settings) as client:
+        delivery_id = client.post("/", content=json.dumps(payload), headers=HEADER).json()[
+            "delivery_id"
+        ]
+        drain(client)
+        record = client.app.state.store.get(delivery_id)
+    assert record.status is DeliveryStatus.DONE
+    assert record.handlers["handlers.corrections_to_dataset"].attempts == 2
+    assert len(emulator.examples_in(DATASET)) == 3
+
+
+def test_a_missing_api_key_fails_with_the_fix_to_apply(emulator):
+    payload = corrected_payload(1, emulator)
+    with pytest.raises(RuntimeError, match="LANGSMITH_API_KEY is not set"):
+        run_handler(emulator, payload, LANGSMITH_API_KEY="")
