@@ -16,7 +16,12 @@ import modal
 
 # Deploy-time configuration, read from your shell when you run `modal deploy`.
 APP_NAME = os.environ.get("WEBHOOK_APP_NAME", "langsmith-webhooks")
+WEBHOOK_SECRET_NAME = os.environ.get("WEBHOOK_SECRET_NAME", "ls-webhook")
 LANGSMITH_SECRET_NAME = os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
+# More Modal secrets for the handlers, e.g. one holding SLACK_WEBHOOK_URL.
+EXTRA_SECRET_NAMES = [
+    n.strip() for n in os.environ.get("WEBHOOK_EXTRA_SECRETS", "").split(",") if n.strip()
+]
 DELIVERIES_DICT_NAME = os.environ.get("WEBHOOK_DICT_NAME", "langsmith-webhook-deliveries")
 HANDLERS = os.environ.get("WEBHOOK_HANDLERS", "handlers.log_runs")
 
@@ -49,10 +54,11 @@ image = (
 app = modal.App(APP_NAME, image=image)
 
 # Secrets: the shared webhook secret (comma-separated for rotation) and the LangSmith key.
-webhook_secret = modal.Secret.from_name("ls-webhook", required_keys=["LS_WEBHOOK"])
+webhook_secret = modal.Secret.from_name(WEBHOOK_SECRET_NAME, required_keys=["LS_WEBHOOK"])
 langsmith_secret = modal.Secret.from_name(
     LANGSMITH_SECRET_NAME, required_keys=["LANGSMITH_API_KEY"]
 )
+handler_secrets = [modal.Secret.from_name(name) for name in EXTRA_SECRET_NAMES]
 
 # Accepted deliveries and per-handler status: the first `put(..., skip_if_exists=True)` of a
 # delivery id wins, so a redelivered body is recognised across containers.
@@ -62,7 +68,7 @@ deliveries = modal.Dict.from_name(DELIVERIES_DICT_NAME, create_if_missing=True)
 # The worker. Handler failures are retried inside with exponential backoff; `retries`
 # covers the container itself dying (the handler state in the Dict says what is left).
 @app.function(
-    secrets=[webhook_secret, langsmith_secret],
+    secrets=[webhook_secret, langsmith_secret, *handler_secrets],
     env=runtime_env,
     retries=modal.Retries(max_retries=3, backoff_coefficient=2.0, initial_delay=5.0),
     timeout=30 * 60,

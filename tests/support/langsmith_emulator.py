@@ -140,6 +140,8 @@ class Emulator:
         async def log_delay_and_fail(request: Request, call_next: Any) -> Response:
             path = request.url.path.removeprefix("/api/v1")
             self.requests.append((request.method, path, request.url.query))
+            if path.startswith("/runs/rules") and not request.headers.get("x-api-key"):
+                return JSONResponse({"detail": "missing x-api-key"}, 401)
             if self.latency:
                 await asyncio.sleep(self.latency)
             for failure in self.failures:

@@ -1,0 +1,158 @@
+"""Connect the deployed receiver to a LangSmith automation rule, through LangSmith's API.
+
+    uv run scripts/connect_langsmith.py --list                    # the automation rules
+    uv run scripts/connect_langsmith.py --rule "my rule"          # add our webhook to it
+    uv run scripts/connect_langsmith.py --rule RULE_ID --trigger  # ... and fire it now
+
+``--rule`` (an id or a display name) adds the receiver's URL, with the secret in the
+``X-Webhook-Secret`` header, to the rule's webhooks; a webhook on the same host is replaced
+(a redeploy or a secret rotation), the rule's other webhooks are kept, and running it twice
+changes nothing. ``--trigger`` asks LangSmith to run the rule now, so a real delivery
+arrives. The URL and secret come from ``.webhook-state.json`` (``deploy.py`` and
+``create_secrets.py`` write it) unless ``--url`` is given. Uses ``LANGSMITH_API_KEY`` and
+``LANGSMITH_ENDPOINT``.
+
+Exit codes: 0 done, 1 LangSmith refused, 2 usage, 3 missing prerequisite (API key, URL or
+secret), 4 rule not found (or ambiguous).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from receiver.auth import SECRET_HEADER
+from receiver.deploy_tools import DEFAULT_STATE_PATH, CliError, ExitCode, State
+from receiver.langsmith_api import LangSmithSetupError, make_client
+from receiver.settings import Settings
+
+RULES_PATH = "/runs/rules"
+# Fields LangSmith's PATCH /runs/rules/{id} accepts; the rule's own values are sent back
+# with the new webhooks, so nothing else about the rule changes.
+PATCHABLE_FIELDS = (
+    "display_name", "session_id", "dataset_id", "is_enabled", "sampling_rate", "filter",
+    "trace_filter", "tree_filter", "backfill_from", "use_corrections_dataset",
+    "num_few_shot_examples", "extend_only", "transient", "add_to_annotation_queue_id",
+    "add_to_dataset_id", "add_to_dataset_prefer_correction", "evaluators", "code_evaluators",
+    "alerts", "webhooks", "evaluator_version", "include_extended_stats",
+)  # fmt: skip
+
+
+def _without_nulls(value: Any) -> Any:
+    """``value`` with None entries dropped from every dict (the API refuses some nulls)."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def with_our_webhook(webhooks: list[dict], url: str, secret: str) -> list[dict]:
+    """``webhooks`` with any webhook on ``url``'s host replaced by ours (added if none)."""
+    host = urlsplit(url).netloc
+    kept = [hook for hook in webhooks if urlsplit(hook.get("url", "")).netloc != host]
+    return [*kept, {"url": url, "headers": {SECRET_HEADER: secret}}]
+
+
+def patch_body(rule: dict, webhooks: list[dict]) -> dict:
+    """The PATCH body: the rule's current patchable fields, with ``webhooks`` replaced."""
+    body = {name: rule[name] for name in PATCHABLE_FIELDS if rule.get(name) is not None}
+    return _without_nulls({**body, "webhooks": webhooks})
+
+
+class Rules:
+    """LangSmith's automation-rule endpoints, through the SDK's authenticated requests."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        from langsmith.utils import LangSmithError
+
+        try:
+            response = self.client.request_with_retries(method, path, request_kwargs=kwargs)
+        except LangSmithError as exc:
+            raise CliError(ExitCode.FAILED, f"LangSmith refused {method} {path}: {exc}") from exc
+        return response.json()
+
+    def list(self) -> list[dict]:
+        return self._request("GET", RULES_PATH)
+
+    def find(self, id_or_name: str) -> dict:
+        """The one rule whose id or display name is ``id_or_name``."""
+        rules = self.list()
+        matches = [r for r in rules if id_or_name in (r.get("id"), r.get("display_name"))]
+        if len(matches) != 1:
+            names = ", ".join(repr(r.get("display_name")) for r in rules) or "none"
+            problem = "matches several rules" if matches else "matches no rule"
+            raise CliError(ExitCode.NOT_FOUND, f"{id_or_name!r} {problem}; rules: {names}")
+        return matches[0]
+
+    def connect(self, rule: dict, url: str, secret: str) -> bool:
+        """Put our webhook on ``rule``; False when it was already there as is."""
+        webhooks = with_our_webhook(rule.get("webhooks") or [], url, secret)
+        if webhooks == (rule.get("webhooks") or []):
+            return False
+        self._request("PATCH", f"{RULES_PATH}/{rule['id']}", json=patch_body(rule, webhooks))
+        return True
+
+    def trigger(self, rule: dict) -> None:
+        self._request("POST", f"{RULES_PATH}/{rule['id']}/trigger")
+
+
+def render_rules(rules: list[dict]) -> str:
+    """One line per rule: id, name, and the hosts its webhooks point at."""
+    if not rules:
+        return "no automation rules"
+    lines = []
+    for rule in rules:
+        hosts = ", ".join(urlsplit(h.get("url", "")).netloc for h in rule.get("webhooks") or [])
+        lines.append(f"{rule['id']}  {rule.get('display_name')!r}  webhooks: {hosts or 'none'}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--list", action="store_true", help="list the automation rules")
+    parser.add_argument("--rule", metavar="ID_OR_NAME", help="the rule to connect")
+    parser.add_argument("--trigger", action="store_true", help="trigger the rule afterwards")
+    parser.add_argument("--url", help="the receiver URL (default: from the state file)")
+    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_PATH)
+    args = parser.parse_args(argv)
+    if not (args.list or args.rule):
+        parser.error("give --list or --rule ID_OR_NAME")
+    if args.trigger and not args.rule:
+        parser.error("--trigger needs --rule")
+    try:
+        rules = Rules(make_client(Settings.from_env()))
+        if args.list:
+            print(render_rules(rules.list()))
+        if args.rule:
+            state = State.load(args.state_file)
+            url = args.url or state.url
+            if not url:
+                raise CliError(
+                    ExitCode.MISSING_PREREQUISITE,
+                    "no receiver URL: run `uv run scripts/deploy.py` first, or pass --url",
+                )
+            rule = rules.find(args.rule)
+            changed = rules.connect(rule, url, state.current_secret)
+            verb = "connected to" if changed else "already connected to"
+            print(f"{url} {verb} rule {rule.get('display_name')!r} ({rule['id']})")
+            if args.trigger:
+                rules.trigger(rule)
+                print("Rule triggered: a delivery should arrive within a minute.")
+    except LangSmithSetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.MISSING_PREREQUISITE
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Create the Modal secrets the app needs: the webhook secret and the LangSmith key.
+
+    uv run scripts/create_secrets.py                    # first time: both secrets
+    uv run scripts/create_secrets.py --rotate           # a new secret; the old one still works
+    uv run scripts/create_secrets.py --finish-rotation  # drop the old one
+
+The webhook secret is 256 random bits, URL-safe. ``LANGSMITH_API_KEY`` is read from the
+environment, or asked for without echo. Values reach the ``modal`` CLI through a temporary
+JSON file of mode 0600 (``--from-json``), never on its command line, and the file is
+deleted afterwards. A copy of the webhook secret(s) stays in ``.webhook-state.json`` (mode
+0600, gitignored) for ``deploy.py`` and ``connect_langsmith.py``.
+
+Exit codes: 0 done, 1 the Modal CLI failed, 2 usage, 3 missing prerequisite (Modal CLI,
+Modal token, LangSmith key, or no secret to rotate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+
+from receiver.deploy_tools import (
+    DEFAULT_STATE_PATH,
+    CliError,
+    ExitCode,
+    State,
+    require_modal_token,
+    run_modal,
+)
+
+SECRET_BYTES = 32  # 256 bits
+
+
+def new_webhook_secret() -> str:
+    """A fresh webhook secret: 256 random bits, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(SECRET_BYTES)
+
+
+def create_modal_secret(name: str, values: dict[str, str], env: str | None) -> None:
+    """``modal secret create NAME --from-json FILE --force``, FILE being 0600 and deleted after."""
+    fd, path = tempfile.mkstemp(prefix="modal-secret-", suffix=".json")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(values, out)
+        args = ["secret", "create", name, "--from-json", path, "--force"]
+        run_modal([*args, "--env", env] if env else args)
+    finally:
+        Path(path).unlink(missing_ok=True)
+
+
+def langsmith_key() -> str:
+    """``LANGSMITH_API_KEY`` from the environment, or typed by the user without echo."""
+    key = os.environ.get("LANGSMITH_API_KEY", "").strip()
+    if not key and sys.stdin.isatty():
+        key = getpass.getpass("LangSmith API key (input hidden): ").strip()
+    if not key:
+        raise CliError(
+            ExitCode.MISSING_PREREQUISITE,
+            "no LangSmith API key: export LANGSMITH_API_KEY=lsv2_... (or run this in a"
+            " terminal to be asked for it), or pass --skip-langsmith",
+        )
+    return key
+
+
+def next_secrets(state: State, *, rotate: bool, finish: bool) -> list[str]:
+    """The webhook secrets to store: new, new + old (rotation) or the newest only (finish)."""
+    if rotate or finish:
+        if not state.secrets:
+            raise CliError(
+                ExitCode.MISSING_PREREQUISITE,
+                f"nothing to rotate: {state.path} holds no webhook secret"
+                " (run without --rotate first)",
+            )
+        return [new_webhook_secret(), state.secrets[0]] if rotate else state.secrets[:1]
+    return [new_webhook_secret()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--rotate", action="store_true", help="add a new secret, keep the old")
+    mode.add_argument("--finish-rotation", action="store_true", help="keep only the newest")
+    parser.add_argument("-e", "--env", help="Modal environment (default: your active one)")
+    parser.add_argument("--webhook-secret-name", default="ls-webhook")
+    parser.add_argument(
+        "--langsmith-secret-name", default=os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
+    )
+    parser.add_argument(
+        "--langsmith-endpoint",
+        default=os.environ.get("LANGSMITH_ENDPOINT"),
+        help="self-hosted or EU API URL, stored as LANGSMITH_ENDPOINT (default: cloud, US)",
+    )
+    parser.add_argument(
+        "--skip-langsmith", action="store_true", help="do not (re)create the LangSmith secret"
+    )
+    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_PATH)
+    parser.add_argument("--show-secret", action="store_true", help="print the new webhook secret")
+    args = parser.parse_args(argv)
+
+    try:
+        require_modal_token()
+        state = State.load(args.state_file)
+        rotating = args.rotate or args.finish_rotation
+        webhook_secrets = next_secrets(state, rotate=args.rotate, finish=args.finish_rotation)
+        langsmith = None
+        if not (rotating or args.skip_langsmith):
+            langsmith = {"LANGSMITH_API_KEY": langsmith_key()}
+            if args.langsmith_endpoint:
+                langsmith["LANGSMITH_ENDPOINT"] = args.langsmith_endpoint
+        create_modal_secret(
+            args.webhook_secret_name, {"LS_WEBHOOK": ",".join(webhook_secrets)}, args.env
+        )
+        state.secrets = webhook_secrets
+        state.save()
+        print(
+            f"Modal secret '{args.webhook_secret_name}' holds {len(webhook_secrets)} webhook"
+            f" secret(s); a copy is in {args.state_file} (mode 0600)."
+        )
+        if langsmith:
+            create_modal_secret(args.langsmith_secret_name, langsmith, args.env)
+            print(f"Modal secret '{args.langsmith_secret_name}' holds {', '.join(langsmith)}.")
+    except CliError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    if args.show_secret:
+        print(f"Webhook secret: {webhook_secrets[0]}")
+    # Containers read secrets when they start: a redeploy makes the change take effect now.
+    print("Next: `uv run scripts/deploy.py`.")
+    if args.rotate:
+        print(
+            "Then `uv run scripts/connect_langsmith.py --rule ...` to give LangSmith the new"
+            " secret, and `uv run scripts/create_secrets.py --finish-rotation`."
+        )
+    return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

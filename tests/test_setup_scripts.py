@@ -1,0 +1,322 @@
+"""create_secrets.py, deploy.py and connect_langsmith.py: offline, against a fake modal CLI
+and the LangSmith API emulator."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from support import fake_modal
+from support.langsmith_emulator import running_emulator
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "lsv2_pt_test_key_123"
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A directory to run the scripts in (they keep their state file in the cwd)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    return work
+
+
+@pytest.fixture
+def modal_env(tmp_path):
+    log = tmp_path / "modal-calls.jsonl"
+    fake_modal.install(tmp_path / "bin")
+    env = fake_modal.environment(tmp_path / "bin", log)
+    return env, log
+
+
+def run(script, *args, cwd, env, stdin=subprocess.DEVNULL):
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("LANGSMITH_", "MODAL_"))}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        cwd=cwd,
+        env={**clean, "PYTHONPATH": str(ROOT), "HOME": str(cwd), **env},
+        stdin=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def state(workdir):
+    return json.loads((workdir / ".webhook-state.json").read_text())
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "create_secrets.py",
+        "deploy.py",
+        "connect_langsmith.py",
+        "send_test_payload.py",
+        "deliveries.py",
+        "replay.py",
+        "serve_local.py",
+    ],
+)
+def test_every_script_has_help(script, workdir):
+    result = run(script, "--help", cwd=workdir, env={})
+    assert result.returncode == 0
+    assert "usage:" in result.stdout
+
+
+# --- create_secrets.py ---------------------------------------------------------------
+
+
+def test_create_secrets_creates_both_secrets_through_a_private_temp_file(workdir, modal_env):
+    env, log = modal_env
+    result = run("create_secrets.py", cwd=workdir, env={**env, "LANGSMITH_API_KEY": API_KEY})
+    assert result.returncode == 0, result.stderr
+    webhook_call, langsmith_call = fake_modal.calls(log)
+
+    assert webhook_call["argv"][:3] == ["secret", "create", "ls-webhook"]
+    assert "--force" in webhook_call["argv"]
+    secret = webhook_call["json"]["LS_WEBHOOK"]
+    assert len(secret) >= 43 and set(secret) <= set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+    assert langsmith_call["argv"][:3] == ["secret", "create", "langsmith"]
+    assert langsmith_call["json"] == {"LANGSMITH_API_KEY": API_KEY}
+
+    for call in (webhook_call, langsmith_call):
+        assert call["json_mode"] == "0o600"
+        assert not Path(call["json_path"]).exists()  # deleted afterwards
+        assert secret not in " ".join(call["argv"]) and API_KEY not in " ".join(call["argv"])
+    assert secret not in result.stdout + result.stderr
+    assert API_KEY not in result.stdout + result.stderr
+
+    assert state(workdir)["secrets"] == [secret]
+    assert stat.S_IMODE((workdir / ".webhook-state.json").stat().st_mode) == 0o600
+
+
+def test_two_runs_make_two_different_secrets(workdir, modal_env):
+    env, log = modal_env
+    for _ in range(2):
+        assert run("create_secrets.py", "--skip-langsmith", cwd=workdir, env=env).returncode == 0
+    first, second = (call["json"]["LS_WEBHOOK"] for call in fake_modal.calls(log))
+    assert first != second
+
+
+def test_environment_names_and_endpoint_flags_reach_the_cli(workdir, modal_env):
+    env, log = modal_env
+    result = run(
+        "create_secrets.py",
+        "-e", "staging",
+        "--webhook-secret-name", "hook",
+        "--langsmith-secret-name", "ls-eu",
+        "--langsmith-endpoint", "https://eu.api.smith.langchain.com",
+        cwd=workdir,
+        env={**env, "LANGSMITH_API_KEY": API_KEY},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    webhook_call, langsmith_call = fake_modal.calls(log)
+    assert webhook_call["argv"][2] == "hook" and langsmith_call["argv"][2] == "ls-eu"
+    assert webhook_call["argv"][-2:] == ["--env", "staging"]
+    assert langsmith_call["json"]["LANGSMITH_ENDPOINT"] == "https://eu.api.smith.langchain.com"
+
+
+def test_rotation_keeps_the_old_secret_until_finished(workdir, modal_env):
+    env, log = modal_env
+    run("create_secrets.py", "--skip-langsmith", cwd=workdir, env=env)
+    [old] = state(workdir)["secrets"]
+    rotated = run("create_secrets.py", "--rotate", cwd=workdir, env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    new, kept = fake_modal.calls(log)[-1]["json"]["LS_WEBHOOK"].split(",")
+    assert kept == old and new != old
+    assert len(fake_modal.calls(log)) == 2  # the LangSmith secret is left alone
+    finished = run("create_secrets.py", "--finish-rotation", cwd=workdir, env=env)
+    assert finished.returncode == 0
+    assert fake_modal.calls(log)[-1]["json"] == {"LS_WEBHOOK": new}
+    assert state(workdir)["secrets"] == [new]
+
+
+def test_rotation_without_a_secret_says_to_create_one_first(workdir, modal_env):
+    env, _ = modal_env
+    result = run("create_secrets.py", "--rotate", cwd=workdir, env=env)
+    assert result.returncode == 3
+    assert "run without --rotate first" in result.stderr
+
+
+def test_no_langsmith_key_and_no_terminal_exits_3_with_the_fix(workdir, modal_env):
+    env, log = modal_env
+    result = run("create_secrets.py", cwd=workdir, env=env)
+    assert result.returncode == 3
+    assert "export LANGSMITH_API_KEY" in result.stderr
+    assert fake_modal.calls(log) == []  # nothing half-done
+
+
+def test_no_modal_token_exits_3_with_the_fix(workdir, modal_env):
+    env, _ = modal_env
+    env = {k: v for k, v in env.items() if not k.startswith("MODAL_TOKEN")}
+    result = run("create_secrets.py", cwd=workdir, env={**env, "LANGSMITH_API_KEY": API_KEY})
+    assert result.returncode == 3
+    assert "modal token new" in result.stderr
+
+
+def test_no_modal_cli_exits_3_with_the_fix(workdir, tmp_path):
+    python_only = tmp_path / "python-only"
+    python_only.mkdir()
+    (python_only / "python3").symlink_to(sys.executable)
+    env = {"PATH": str(python_only), "MODAL_TOKEN_ID": "ak", "MODAL_TOKEN_SECRET": "as"}
+    result = run("create_secrets.py", "--skip-langsmith", cwd=workdir, env=env)
+    assert result.returncode == 3
+    assert "Modal CLI (`modal`) is not on PATH" in result.stderr
+
+
+def test_a_failing_modal_cli_exits_1(workdir, modal_env):
+    env, _ = modal_env
+    result = run(
+        "create_secrets.py", "--skip-langsmith", cwd=workdir, env={**env, "FAKE_MODAL_EXIT": "1"}
+    )
+    assert result.returncode == 1
+    assert "`modal secret create` failed" in result.stderr
+    assert not (workdir / ".webhook-state.json").exists()
+
+
+# --- deploy.py -------------------------------------------------------------------------
+
+
+def deploy_main(monkeypatch, workdir, env, lookup, *args):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import deploy
+    finally:
+        sys.path.pop(0)
+    monkeypatch.chdir(workdir)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return deploy.main(list(args), lookup=lookup)
+
+
+def test_deploy_runs_modal_deploy_and_prints_the_configuration(
+    workdir, modal_env, monkeypatch, capsys
+):
+    env, log = modal_env
+    run("create_secrets.py", "--skip-langsmith", cwd=workdir, env=env)
+    [secret] = state(workdir)["secrets"]
+    asked = []
+
+    def lookup(app, environment):
+        asked.append((app, environment))
+        return "https://acme--langsmith-webhooks-web.modal.run"
+
+    code = deploy_main(monkeypatch, workdir, env, lookup, "-e", "prod")
+    out = capsys.readouterr().out
+    assert code == 0
+    assert fake_modal.calls(log)[-1]["argv"] == [
+        "deploy",
+        str(ROOT / "webhook_app.py"),
+        "--env",
+        "prod",
+    ]
+    assert asked == [("langsmith-webhooks", "prod")]
+    assert "URL:    https://acme--langsmith-webhooks-web.modal.run" in out
+    assert "X-Webhook-Secret: <your webhook secret" in out
+    assert secret not in out
+    assert state(workdir)["url"] == "https://acme--langsmith-webhooks-web.modal.run"
+
+    deploy_main(monkeypatch, workdir, env, lookup, "--show-secret")
+    assert f"X-Webhook-Secret: {secret}" in capsys.readouterr().out
+
+
+def test_deploy_without_a_secret_says_to_create_one(workdir, modal_env, monkeypatch, capsys):
+    env, log = modal_env
+    code = deploy_main(monkeypatch, workdir, env, lambda *_: "https://x")
+    assert code == 3
+    assert "create_secrets.py" in capsys.readouterr().err
+    assert fake_modal.calls(log) == []
+
+
+def test_deploy_with_no_web_url_exits_4(workdir, modal_env, monkeypatch, capsys):
+    env, _ = modal_env
+    run("create_secrets.py", "--skip-langsmith", cwd=workdir, env=env)
+    assert deploy_main(monkeypatch, workdir, env, lambda *_: None) == 4
+
+
+# --- connect_langsmith.py ----------------------------------------------------------------
+
+
+@pytest.fixture
+def langsmith(workdir):
+    with running_emulator() as emulator:
+        (workdir / ".webhook-state.json").write_text(
+            json.dumps({"secrets": ["s3cret-new"], "url": "https://acme--hooks-web.modal.run"})
+        )
+        yield emulator, {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_ENDPOINT": emulator.api_url}
+
+
+def test_list_shows_the_rules_and_their_webhook_hosts(workdir, langsmith):
+    emulator, env = langsmith
+    emulator.add_rule("errors to slack", [{"url": "https://hooks.example.com/x"}])
+    result = run("connect_langsmith.py", "--list", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "'errors to slack'  webhooks: hooks.example.com" in result.stdout
+
+
+def test_connect_adds_our_webhook_keeps_the_others_and_is_idempotent(workdir, langsmith):
+    emulator, env = langsmith
+    other = {"url": "https://hooks.example.com/x", "headers": {"A": "b"}}
+    rule = emulator.add_rule("corrections", [other])
+    first = run("connect_langsmith.py", "--rule", "corrections", cwd=workdir, env=env)
+    assert first.returncode == 0, first.stderr
+    assert emulator.rules[rule["id"]]["webhooks"] == [
+        other,
+        {"url": "https://acme--hooks-web.modal.run", "headers": {"X-Webhook-Secret": "s3cret-new"}},
+    ]
+    assert emulator.rules[rule["id"]]["filter"] == rule["filter"]  # the rest is unchanged
+    assert "s3cret-new" not in first.stdout
+
+    second = run("connect_langsmith.py", "--rule", rule["id"], cwd=workdir, env=env)
+    assert second.returncode == 0
+    assert "already connected" in second.stdout
+    assert len(emulator.calls("PATCH")) == 1
+
+
+def test_connect_replaces_our_old_webhook_after_a_rotation(workdir, langsmith):
+    emulator, env = langsmith
+    old = {"url": "https://acme--hooks-web.modal.run", "headers": {"X-Webhook-Secret": "old"}}
+    rule = emulator.add_rule("r", [old])
+    assert run("connect_langsmith.py", "--rule", "r", cwd=workdir, env=env).returncode == 0
+    [hook] = emulator.rules[rule["id"]]["webhooks"]
+    assert hook["headers"] == {"X-Webhook-Secret": "s3cret-new"}
+
+
+def test_trigger_fires_the_rule(workdir, langsmith):
+    emulator, env = langsmith
+    rule = emulator.add_rule("r")
+    result = run("connect_langsmith.py", "--rule", "r", "--trigger", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr
+    assert emulator.triggered == [rule["id"]]
+
+
+def test_an_unknown_rule_exits_4_and_names_the_rules(workdir, langsmith):
+    emulator, env = langsmith
+    emulator.add_rule("real one")
+    result = run("connect_langsmith.py", "--rule", "typo", cwd=workdir, env=env)
+    assert result.returncode == 4
+    assert "'typo' matches no rule; rules: 'real one'" in result.stderr
+
+
+def test_no_langsmith_key_exits_3(workdir, langsmith):
+    _, env = langsmith
+    result = run(
+        "connect_langsmith.py", "--list", cwd=workdir, env={**env, "LANGSMITH_API_KEY": ""}
+    )
+    assert result.returncode == 3
+    assert "LANGSMITH_API_KEY is not set" in result.stderr
+
+
+def test_connect_without_a_deployed_url_says_to_deploy(workdir, langsmith):
+    emulator, env = langsmith
+    emulator.add_rule("r")
+    (workdir / ".webhook-state.json").write_text(json.dumps({"secrets": ["s"], "url": None}))
+    result = run("connect_langsmith.py", "--rule", "r", cwd=workdir, env=env)
+    assert result.returncode == 3
+    assert "scripts/deploy.py" in result.stderr
