@@ -1,4 +1,4 @@
-"""The HTTP edge: one FastAPI app, served by Modal's web function and by the local server.
+"""The HTTP edge: one ASGI app, served by Modal's web function and by the local server.
 
 ``POST /`` checks the secret, bounds the body, validates it, makes it durable through an
 :class:`~receiver.intake.Intake`, and answers ``202`` without waiting for any handler.
@@ -24,13 +24,13 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 
 from receiver.auth import SECRET_HEADER, SECRET_QUERY_PARAM, secret_matches
 from receiver.delivery import DeliveryRecord, HandlerState, derive_delivery_id
@@ -41,38 +41,6 @@ from receiver.settings import Settings
 from receiver.store import StoreError
 
 log = logging.getLogger("receiver.http")
-
-SecretQuery = Annotated[
-    str | None, Query(alias=SECRET_QUERY_PARAM, description="the webhook secret")
-]
-SecretHeader = Annotated[
-    str | None,
-    Header(alias=SECRET_HEADER, description="the webhook secret (preferred)"),
-]
-
-
-class ErrorBody(BaseModel):
-    """The body of every refusal: a short reason, never the secret."""
-
-    error: str
-
-
-class Accepted(BaseModel):
-    """The body of a ``202``: the delivery id (the same for a redelivered body)."""
-
-    delivery_id: str
-    duplicate: bool
-
-
-def _refusals(*codes: int) -> dict[int | str, dict[str, Any]]:
-    reasons = {
-        401: "missing or wrong secret",
-        404: "unknown delivery",
-        413: "body too large",
-        422: "not JSON, or not a LangSmith rule payload",
-        503: "no secret configured, or the store is unavailable: retry later",
-    }
-    return {code: {"model": ErrorBody, "description": reasons[code]} for code in codes}
 
 
 class _Rejection(Exception):
@@ -135,78 +103,30 @@ def _page(request: Request, handlers: Sequence[Handler], configured: bool) -> st
 </body></html>"""
 
 
-def _openapi_body() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The request-body schema of ``POST /`` (read by hand, so FastAPI cannot infer it)."""
-    schema = RulePayload.model_json_schema(ref_template="#/components/schemas/{model}")
-    components = {**schema.pop("$defs", {}), "RulePayload": schema}
-    body = {
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/RulePayload"}}
-            },
-        }
-    }
-    return body, components
-
-
 def create_app(
     settings: Settings,
     handlers: Sequence[Handler],
     intake: Intake,
     *,
-    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
-) -> FastAPI:
+    lifespan: Callable[[Starlette], AbstractAsyncContextManager[None]] | None = None,
+) -> Starlette:
     """Build the receiver's ASGI app; the same object runs on Modal and locally."""
-    app = FastAPI(
-        title="LangSmith webhook receiver",
-        summary="Receives LangSmith automation-rule webhooks and hands them to handlers.",
-        lifespan=lifespan,
-    )
-    body_spec, body_components = _openapi_body()
 
-    def check_secret(query_secret: str | None, header_secret: str | None) -> None:
+    def check_secret(request: Request) -> None:
         if not settings.secrets:
             log.error(
                 "refusing a request with 503: no webhook secret is configured;"
                 " set LS_WEBHOOK (Modal secret 'ls-webhook')"
             )
             raise _Rejection(503, "the receiver has no secret configured")
-        if not secret_matches(header_secret or query_secret, settings.secrets):
+        presented = request.headers.get(SECRET_HEADER) or request.query_params.get(
+            SECRET_QUERY_PARAM
+        )
+        if not secret_matches(presented, settings.secrets):
             raise _Rejection(401, "missing or wrong webhook secret")
 
-    @app.exception_handler(_Rejection)
-    async def rejected(request: Request, exc: _Rejection) -> JSONResponse:
-        return _error(exc.status_code, exc.reason)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            # Starlette lists only the first matching route's methods; `/` has two routes.
-            methods = {
-                method
-                for route in app.routes
-                if isinstance(route, APIRoute) and route.path_regex.match(request.url.path)
-                for method in route.methods
-            }
-            headers["Allow"] = ", ".join(sorted(methods))
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=headers)
-
-    @app.post(
-        "/",
-        status_code=202,
-        summary="Receive one LangSmith rule delivery",
-        openapi_extra=body_spec,
-        response_model=Accepted,
-        responses=_refusals(401, 413, 422, 503),
-    )
-    async def receive(
-        request: Request,
-        secret: SecretQuery = None,
-        x_webhook_secret: SecretHeader = None,
-    ) -> JSONResponse:
-        check_secret(secret, x_webhook_secret)
+    async def receive(request: Request) -> Response:
+        check_secret(request)
         body = await _read_body(request, settings.max_body_bytes)
         try:
             payload = RulePayload.model_validate_json(body)
@@ -219,6 +139,7 @@ def create_app(
             runs=len(payload.runs),
             handlers={handler.name: HandlerState() for handler in handlers},
         )
+        del payload  # a large body's objects are not kept alive while it is recorded
         try:
             new = await intake.accept(record, body)
         except StoreError as exc:
@@ -233,17 +154,14 @@ def create_app(
         )
         return JSONResponse({"delivery_id": record.id, "duplicate": not new}, status_code=202)
 
-    @app.get(
-        "/deliveries/{delivery_id}",
-        summary="One delivery's status, per handler",
-        responses=_refusals(401, 404, 422, 503),
-    )
-    async def delivery_status(
-        delivery_id: str,
-        secret: SecretQuery = None,
-        x_webhook_secret: SecretHeader = None,
-    ) -> JSONResponse:
-        check_secret(secret, x_webhook_secret)
+    async def index(request: Request) -> Response:
+        if request.method == "POST":
+            return await receive(request)
+        return HTMLResponse(_page(request, handlers, bool(settings.secrets)))
+
+    async def delivery_status(request: Request) -> Response:
+        check_secret(request)
+        delivery_id = request.path_params["delivery_id"]
         try:
             record = await intake.status(delivery_id)
         except StoreError as exc:
@@ -253,19 +171,29 @@ def create_app(
             return _error(404, f"no delivery {delivery_id}")
         return JSONResponse(record.to_json())
 
-    @app.get("/healthz", summary="Liveness check (no secret needed)")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
 
-    @app.get("/", response_class=HTMLResponse, summary="How to connect LangSmith")
-    async def index(request: Request) -> str:
-        return _page(request, handlers, bool(settings.secrets))
+    async def openapi(request: Request) -> Response:
+        from receiver.openapi import openapi_document  # built on demand, off the cold path
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = FastAPI.openapi(app)
-            schema.setdefault("components", {}).setdefault("schemas", {}).update(body_components)
-        return app.openapi_schema
+        return JSONResponse(openapi_document())
 
-    app.openapi = openapi
-    return app
+    async def rejected(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, _Rejection)
+        return _error(exc.status_code, exc.reason)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+    return Starlette(
+        routes=[
+            Route("/", index, methods=["GET", "POST"]),
+            Route("/deliveries/{delivery_id}", delivery_status, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/openapi.json", openapi, methods=["GET"]),
+        ],
+        exception_handlers={_Rejection: rejected, HTTPException: http_error},
+        lifespan=lifespan,
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from receiver.dispatch import Dispatcher
 from receiver.http_app import create_app
@@ -23,7 +23,7 @@ from receiver.store import SqliteStore
 from receiver.worker import LocalWorker
 
 
-def create_local_app(settings: Settings) -> FastAPI:
+def create_local_app(settings: Settings) -> Starlette:
     """The receiver app with a SQLite-backed intake; handlers are loaded (and checked) now.
 
     The worker starts with the app (resuming unfinished deliveries) and stops with it;
@@ -34,7 +34,7 @@ def create_local_app(settings: Settings) -> FastAPI:
     worker = LocalWorker(Dispatcher(store, handlers, settings))
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await worker.start()
         try:
             yield

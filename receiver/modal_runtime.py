@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
-from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
 from receiver.dispatch import Dispatcher
@@ -215,7 +215,7 @@ class ModalIntake:
         return await asyncio.to_thread(self.store.get, delivery_id)
 
 
-def create_modal_app(settings: Settings, entries: DictLike, spawn: Spawn) -> FastAPI:
+def create_modal_app(settings: Settings, entries: DictLike, spawn: Spawn) -> Starlette:
     """The receiver app for Modal's web function (handlers loaded, and checked, now)."""
     handlers = load_handlers(settings.handlers)
     return create_app(settings, handlers, ModalIntake(ModalDictStore(entries), spawn))

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import schemathesis
 from conftest import HEADER, SECRET
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from schemathesis.specs.openapi.checks import negative_data_rejection
+from starlette.testclient import TestClient
 from support.payloads import sample_payload
 
 from receiver.local import create_local_app

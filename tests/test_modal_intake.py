@@ -4,7 +4,7 @@ import time
 
 import pytest
 from conftest import HEADER, SECRET
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 from support.memory_dict import MemoryDict
 from support.payloads import unique_body
 
