@@ -20,8 +20,8 @@ def run_url(run: Run, web_url: str) -> str | None:
     return f"{web_url}{run.app_path}" if run.app_path else None
 
 
-def handle(payload: RulePayload, context: HandlerContext) -> None:
-    """Write one log line per run of the delivery."""
+async def handle(payload: RulePayload, context: HandlerContext) -> None:
+    """Write one log line per run of the delivery (async: logging does not block)."""
     for run in payload.runs:
         line = {
             "id": str(run.id),

@@ -80,8 +80,10 @@ class Dispatcher:
         settings: Settings,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        store_call: Callable[..., Awaitable[Any]] = asyncio.to_thread,
     ) -> None:
         self.store = store
+        self.store_call = store_call
         self.handlers = {handler.name: handler for handler in handlers}
         self.settings = settings
         self._sleep = sleep
@@ -89,7 +91,7 @@ class Dispatcher:
 
     async def process(self, delivery_id: str) -> DeliveryRecord | None:
         """Run every pending handler of ``delivery_id`` to success or to its last attempt."""
-        record = await asyncio.to_thread(self.store.get, delivery_id)
+        record = await self.store_call(self.store.get, delivery_id)
         if record is None:
             log.error("delivery=%s not in the store; nothing to process", delivery_id)
             return None
@@ -97,7 +99,7 @@ class Dispatcher:
             name for name, state in record.handlers.items() if state.status is HandlerStatus.PENDING
         ]
         if pending:
-            body = await asyncio.to_thread(self.store.body, delivery_id)
+            body = await self.store_call(self.store.body, delivery_id)
             try:
                 payload = RulePayload.model_validate_json(body)
             except ValidationError as exc:
@@ -110,7 +112,7 @@ class Dispatcher:
             else:
                 steps = [self._run(name, payload, delivery_id) for name in pending]
             await asyncio.gather(*steps)
-            record = await asyncio.to_thread(self.store.get, delivery_id)
+            record = await self.store_call(self.store.get, delivery_id)
         if record.status is DeliveryStatus.DEAD:
             log.error(
                 "delivery=%s dead: %s",
@@ -130,8 +132,8 @@ class Dispatcher:
             threads.shutdown(wait=True)
 
     async def _give_up(self, delivery_id: str, name: str, error: str) -> None:
-        await asyncio.to_thread(self.store.start_attempt, delivery_id, name)
-        await asyncio.to_thread(self.store.finish_attempt, delivery_id, name, error, final=True)
+        await self.store_call(self.store.start_attempt, delivery_id, name)
+        await self.store_call(self.store.finish_attempt, delivery_id, name, error, final=True)
 
     async def _run(self, name: str, payload: RulePayload, delivery_id: str) -> None:
         handler = self.handlers.get(name)
@@ -146,13 +148,11 @@ class Dispatcher:
             return await self._give_up(delivery_id, name, error)
         logger = _DeliveryLogger(logging.getLogger(name), {"delivery_id": delivery_id})
         while True:
-            attempt = await asyncio.to_thread(self.store.start_attempt, delivery_id, name)
+            attempt = await self.store_call(self.store.start_attempt, delivery_id, name)
             context = HandlerContext(delivery_id, name, attempt, self.settings, logger)
             error = await self._call(handler, payload, context)
             final = error is not None and attempt >= self.settings.max_attempts
-            await asyncio.to_thread(
-                self.store.finish_attempt, delivery_id, name, error, final=final
-            )
+            await self.store_call(self.store.finish_attempt, delivery_id, name, error, final=final)
             if error is None:
                 log.info(
                     "delivery=%s handler=%s outcome=done attempt=%d",

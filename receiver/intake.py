@@ -15,7 +15,7 @@ import asyncio
 from typing import Protocol
 
 from receiver.delivery import DeliveryRecord
-from receiver.store import DeliveryStore
+from receiver.store import SqliteStore
 from receiver.worker import LocalWorker
 
 
@@ -35,17 +35,46 @@ class Intake(Protocol):
 
 
 class LocalIntake:
-    """SQLite store + in-process background worker (the local server and the tests)."""
+    """SQLite store + in-process background worker (the local server and the tests).
 
-    def __init__(self, store: DeliveryStore, worker: LocalWorker) -> None:
+    Concurrent deliveries are committed together ("group commit"): one writer task takes
+    every delivery waiting to be recorded and commits them in one transaction, one fsync,
+    then answers each. Under load this turns many fsyncs into a few; alone, a delivery is
+    committed at once.
+    """
+
+    def __init__(self, store: SqliteStore, worker: LocalWorker) -> None:
         self.store = store
         self.worker = worker
+        self._waiting: list[tuple[DeliveryRecord, bytes, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task | None = None
 
     async def accept(self, record: DeliveryRecord, body: bytes) -> bool:
-        new = await asyncio.to_thread(self.store.accept, record, body)
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((record, body, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_waiting())
+        new = await answer
         if new:
             self.worker.submit(record.id)
         return new
 
+    async def _write_waiting(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, []
+            try:
+                # On the event loop (see store.call_inline), after the pending accepts had
+                # their turn to join the batch.
+                await asyncio.sleep(0)
+                results = self.store.accept_many([(record, body) for record, body, _ in batch])
+            except Exception as exc:  # all or nothing: every delivery of the batch is refused
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for (_, _, answer), new in zip(batch, results, strict=True):
+                if not answer.done():
+                    answer.set_result(new)
+
     async def status(self, delivery_id: str) -> DeliveryRecord | None:
-        return await asyncio.to_thread(self.store.get, delivery_id)
+        return self.store.get(delivery_id)

@@ -19,7 +19,7 @@ from receiver.http_app import create_app
 from receiver.intake import LocalIntake
 from receiver.registry import load_handlers
 from receiver.settings import Settings
-from receiver.store import SqliteStore
+from receiver.store import SqliteStore, call_inline
 from receiver.worker import LocalWorker
 
 
@@ -31,7 +31,7 @@ def create_local_app(settings: Settings) -> Starlette:
     """
     handlers = load_handlers(settings.handlers)
     store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
-    worker = LocalWorker(Dispatcher(store, handlers, settings))
+    worker = LocalWorker(Dispatcher(store, handlers, settings, store_call=call_inline))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -8,7 +8,6 @@ Used by ``scripts/replay.py``; it runs the handlers in the calling process, with
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -27,9 +26,9 @@ async def replay(dispatcher: Dispatcher, delivery_ids: Sequence[str]) -> list[De
     store = dispatcher.store
     records = []
     for delivery_id in delivery_ids:
-        if await asyncio.to_thread(store.get, delivery_id) is None:
+        if await dispatcher.store_call(store.get, delivery_id) is None:
             raise ReplayError(f"no delivery {delivery_id} in the store")
-        reset = await asyncio.to_thread(store.reset_failed, delivery_id)
+        reset = await dispatcher.store_call(store.reset_failed, delivery_id)
         log.info(
             "delivery=%s replaying %s",
             delivery_id,

@@ -43,7 +43,7 @@ class LocalWorker:
 
     async def sweep(self) -> None:
         """Submit every pending delivery of the store that is not being processed."""
-        unfinished = await asyncio.to_thread(self.dispatcher.store.unfinished)
+        unfinished = await self.dispatcher.store_call(self.dispatcher.store.unfinished)
         resumed = [delivery_id for delivery_id in unfinished if delivery_id not in self._submitted]
         if resumed:
             log.info("resuming %d unfinished deliveries", len(resumed))

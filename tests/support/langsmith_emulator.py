@@ -257,6 +257,32 @@ class Emulator:
             self.triggered.append(rule_id)
             return JSONResponse({"status": "triggered"})
 
+        # --- admin routes, for a benchmark driving the emulator from another process ---
+        @app.post("/_admin/feedback")
+        async def admin_feedback(request: Request) -> dict:
+            for item in await request.json():
+                self.add_feedback(item.pop("run_id"), item.pop("key"), **item)
+            return {"feedback": len(self.feedback)}
+
+        @app.post("/_admin/config")
+        async def admin_config(request: Request) -> dict:
+            self.latency = float((await request.json()).get("latency", self.latency))
+            return {"latency": self.latency}
+
+        @app.post("/_admin/reset")
+        async def admin_reset() -> dict:
+            self.requests.clear()
+            self.examples.clear()
+            self.datasets.clear()
+            self.feedback.clear()
+            return {"reset": True}
+
+        @app.get("/_admin/stats")
+        async def admin_stats(dataset: str | None = None) -> dict:
+            calls = [c for c in self.requests if not c[1].startswith("/_admin")]
+            examples = self.examples_in(dataset) if dataset else list(self.examples.values())
+            return {"api_calls": len(calls), "examples": len(examples)}
+
         @app.get("/blobs/{name}")
         async def blob(name: str) -> Response:
             if name in self.expired_blobs:
