@@ -2,7 +2,8 @@
 
     python bench/serve.py ours|reference|ceiling|emulator --port 8000
 
-One process, one worker, uvicorn's defaults (h11, asyncio), access log off.
+One process, one worker, uvicorn's defaults (h11, asyncio), access log off, log level
+warning for every app (so the receiver's INFO lines are not written either).
 """
 
 import argparse
@@ -37,10 +38,6 @@ def build(name: str):
 
 
 def main() -> None:
-    import os
-
-    if os.environ.get("PYTHON_SWITCH"):
-        sys.setswitchinterval(float(os.environ["PYTHON_SWITCH"]))
     parser = argparse.ArgumentParser()
     parser.add_argument("app", choices=["ours", "reference", "ceiling", "emulator"])
     parser.add_argument("--port", type=int, required=True)

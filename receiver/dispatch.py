@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerStatus
+from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
 from receiver.payload import RulePayload
 from receiver.registry import Handler
 from receiver.settings import Settings
@@ -89,9 +89,15 @@ class Dispatcher:
         self._sleep = sleep
         self._threads: ThreadPoolExecutor | None = None
 
-    async def process(self, delivery_id: str) -> DeliveryRecord | None:
-        """Run every pending handler of ``delivery_id`` to success or to its last attempt."""
-        record = await self.store_call(self.store.get, delivery_id)
+    async def process(
+        self, delivery_id: str, *, fresh: tuple[DeliveryRecord, RulePayload] | None = None
+    ) -> DeliveryRecord | None:
+        """Run every pending handler of ``delivery_id`` to success or to its last attempt.
+
+        ``fresh`` is the record and payload of a delivery just accepted in this process,
+        which spares reading and parsing it again; otherwise both come from the store.
+        """
+        record, payload = fresh or (await self.store_call(self.store.get, delivery_id), None)
         if record is None:
             log.error("delivery=%s not in the store; nothing to process", delivery_id)
             return None
@@ -99,20 +105,19 @@ class Dispatcher:
             name for name, state in record.handlers.items() if state.status is HandlerStatus.PENDING
         ]
         if pending:
-            body = await self.store_call(self.store.body, delivery_id)
-            try:
-                payload = RulePayload.model_validate_json(body)
-            except ValidationError as exc:
-                payload, error = (
-                    None,
-                    f"stored body no longer validates: {describe_error(exc)}",
-                )
+            error = None
             if payload is None:
+                body = await self.store_call(self.store.body, delivery_id)
+                try:
+                    payload = RulePayload.model_validate_json(body)
+                except ValidationError as exc:
+                    error = f"stored body no longer validates: {describe_error(exc)}"
+            if error is not None:
                 steps = [self._give_up(delivery_id, name, error) for name in pending]
             else:
                 steps = [self._run(name, payload, delivery_id) for name in pending]
-            await asyncio.gather(*steps)
-            record = await self.store_call(self.store.get, delivery_id)
+            outcomes = await asyncio.gather(*steps)
+            record.handlers.update(zip(pending, outcomes, strict=True))
         if record.status is DeliveryStatus.DEAD:
             log.error(
                 "delivery=%s dead: %s",
@@ -131,11 +136,13 @@ class Dispatcher:
         if threads is not None:
             threads.shutdown(wait=True)
 
-    async def _give_up(self, delivery_id: str, name: str, error: str) -> None:
-        await self.store_call(self.store.start_attempt, delivery_id, name)
+    async def _give_up(self, delivery_id: str, name: str, error: str) -> HandlerState:
+        attempt = await self.store_call(self.store.start_attempt, delivery_id, name)
         await self.store_call(self.store.finish_attempt, delivery_id, name, error, final=True)
+        return HandlerState(HandlerStatus.FAILED, attempt, error)
 
-    async def _run(self, name: str, payload: RulePayload, delivery_id: str) -> None:
+    async def _run(self, name: str, payload: RulePayload, delivery_id: str) -> HandlerState:
+        """Attempt one handler until it succeeds or runs out of attempts; its final state."""
         handler = self.handlers.get(name)
         if handler is None:
             error = f"handler {name!r} is not configured in WEBHOOK_HANDLERS any more"
@@ -160,7 +167,7 @@ class Dispatcher:
                     name,
                     attempt,
                 )
-                return
+                return HandlerState(HandlerStatus.DONE, attempt)
             if final:
                 log.error(
                     "delivery=%s handler=%s outcome=failed attempt=%d error=%s",
@@ -169,7 +176,7 @@ class Dispatcher:
                     attempt,
                     error,
                 )
-                return
+                return HandlerState(HandlerStatus.FAILED, attempt, error)
             delay = self.settings.retry_delay(attempt)
             log.warning(
                 "delivery=%s handler=%s outcome=retry attempt=%d retry_in=%.1fs error=%s",

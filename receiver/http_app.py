@@ -66,18 +66,21 @@ def _validation_reason(exc: ValidationError, limit: int = 3) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refusing with 413 as soon as it is known to exceed ``limit`` bytes."""
+async def _read_body(request: Request, limit: int) -> bytearray:
+    """The body, refusing with 413 as soon as it is known to exceed ``limit`` bytes.
+
+    Chunks are appended to one ``bytearray`` (no list of chunks joined into a second copy):
+    a 25 MB body costs 25 MB here, not 50.
+    """
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _Rejection(413, f"body of {declared} bytes is over the {limit}-byte limit")
-    chunks, size = [], 0
+    body = bytearray()
     async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise _Rejection(413, f"body is over the {limit}-byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 def _page(request: Request, handlers: Sequence[Handler], configured: bool) -> str:
@@ -139,9 +142,8 @@ def create_app(
             runs=len(payload.runs),
             handlers={handler.name: HandlerState() for handler in handlers},
         )
-        del payload  # a large body's objects are not kept alive while it is recorded
         try:
-            new = await intake.accept(record, body)
+            new = await intake.accept(record, body, payload)
         except StoreError as exc:
             log.error("delivery=%s not recorded, answering 503: %s", record.id, exc)
             return _error(503, "the delivery could not be recorded; retry later")

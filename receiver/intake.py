@@ -1,12 +1,12 @@
 """Intakes: how an accepted delivery is made durable and handed to the handlers.
 
-The HTTP edge calls ``await intake.accept(record, body)`` and answers ``202`` only once it
+The HTTP edge calls ``await intake.accept(record, body, payload)`` and answers ``202`` only once it
 returns. Locally, :class:`LocalIntake` commits the delivery to SQLite and wakes the
 in-process worker; on Modal, ``receiver.modal_runtime.ModalIntake`` records it in a
 ``modal.Dict`` and spawns the ``process`` function.
 
     intake = LocalIntake(store, worker)
-    new = await intake.accept(record, body)  # False: a redelivery, handlers not run again
+    new = await intake.accept(record, body, payload)  # False: a redelivery, not run again
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import asyncio
 from typing import Protocol
 
 from receiver.delivery import DeliveryRecord
+from receiver.payload import RulePayload
 from receiver.store import SqliteStore
 from receiver.worker import LocalWorker
 
@@ -22,7 +23,7 @@ from receiver.worker import LocalWorker
 class Intake(Protocol):
     """Where the HTTP edge puts accepted deliveries and reads their status."""
 
-    async def accept(self, record: DeliveryRecord, body: bytes) -> bool:
+    async def accept(self, record: DeliveryRecord, body: bytes, payload: RulePayload) -> bool:
         """Make the delivery durable and schedule its handlers; False if already accepted.
 
         Raises ``receiver.store.StoreError`` when it cannot be recorded.
@@ -49,14 +50,14 @@ class LocalIntake:
         self._waiting: list[tuple[DeliveryRecord, bytes, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task | None = None
 
-    async def accept(self, record: DeliveryRecord, body: bytes) -> bool:
+    async def accept(self, record: DeliveryRecord, body: bytes, payload: RulePayload) -> bool:
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((record, body, answer))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_waiting())
         new = await answer
         if new:
-            self.worker.submit(record.id)
+            self.worker.submit(record.id, fresh=(record, payload))
         return new
 
     async def _write_waiting(self) -> None:

@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
 from receiver.dispatch import Dispatcher
 from receiver.http_app import create_app
+from receiver.payload import RulePayload
 from receiver.registry import load_handlers
 from receiver.settings import Settings
 from receiver.store import StoreError
@@ -192,7 +193,7 @@ class ModalIntake:
         self.store = store
         self.spawn = spawn
 
-    async def accept(self, record: DeliveryRecord, body: bytes) -> bool:
+    async def accept(self, record: DeliveryRecord, body: bytes, payload: RulePayload) -> bool:
         new = await asyncio.to_thread(self.store.accept, record, body)
         if not new:
             state = await asyncio.to_thread(self.store.spawn_state, record.id)

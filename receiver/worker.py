@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from receiver.delivery import DeliveryRecord
 from receiver.dispatch import Dispatcher
+from receiver.payload import RulePayload
 
 log = logging.getLogger("receiver.worker")
 
@@ -50,12 +52,17 @@ class LocalWorker:
         for delivery_id in resumed:
             self.submit(delivery_id)
 
-    def submit(self, delivery_id: str) -> None:
-        """Process ``delivery_id`` in the background (once, however often it is submitted)."""
+    def submit(
+        self, delivery_id: str, fresh: tuple[DeliveryRecord, RulePayload] | None = None
+    ) -> None:
+        """Process ``delivery_id`` in the background (once, however often it is submitted).
+
+        ``fresh``: its record and payload, when it was just accepted by this process.
+        """
         if delivery_id in self._submitted:
             return
         self._submitted.add(delivery_id)
-        task = asyncio.get_running_loop().create_task(self._process(delivery_id))
+        task = asyncio.get_running_loop().create_task(self._process(delivery_id, fresh))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -80,10 +87,12 @@ class LocalWorker:
             except Exception:
                 log.exception("sweep of the delivery store failed; trying again later")
 
-    async def _process(self, delivery_id: str) -> None:
+    async def _process(
+        self, delivery_id: str, fresh: tuple[DeliveryRecord, RulePayload] | None
+    ) -> None:
         try:
             async with self._slots:
-                await self.dispatcher.process(delivery_id)
+                await self.dispatcher.process(delivery_id, fresh=fresh)
         except asyncio.CancelledError:
             raise
         except Exception:
