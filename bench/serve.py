@@ -17,11 +17,13 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 
 def build(name: str):
-    if name == "ours":
-        from receiver.local import create_local_app
+    if name == "ours":  # as scripts/serve_local.py builds it
+        from receiver.local import create_local_app, tune_garbage_collector
         from receiver.settings import Settings
 
-        return create_local_app(Settings.from_env())
+        app = create_local_app(Settings.from_env())
+        tune_garbage_collector()
+        return app
     if name == "reference":
         from reference_app import app
 

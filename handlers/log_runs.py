@@ -10,6 +10,7 @@ the run in the LangSmith web app (``LANGSMITH_WEB_URL`` + the run's ``app_path``
 from __future__ import annotations
 
 import json
+import logging
 
 from receiver.dispatch import HandlerContext
 from receiver.payload import RulePayload, Run
@@ -22,6 +23,8 @@ def run_url(run: Run, web_url: str) -> str | None:
 
 async def handle(payload: RulePayload, context: HandlerContext) -> None:
     """Write one log line per run of the delivery (async: logging does not block)."""
+    if not context.logger.isEnabledFor(logging.INFO):
+        return
     for run in payload.runs:
         line = {
             "id": str(run.id),

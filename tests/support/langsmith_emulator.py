@@ -4,7 +4,8 @@ Paths and bodies follow what the installed ``langsmith`` SDK sends (``langsmith/
 ``GET /info``; datasets (``GET /datasets?name=``, ``GET /datasets/{id}``, ``POST /datasets``
 with 409 on a taken name; ``GET /sessions`` which the SDK reads once per client); examples
 (JSON ``POST /examples/bulk``, where one existing id fails the whole request with 409 and
-stores nothing, and ``GET /examples?id=&dataset=`` with offset paging); feedback
+stores nothing; ``POST /examples`` for one; ``GET /examples?id=&dataset=`` with offset
+paging); feedback
 (``GET /feedback?run=&key=`` with offset paging); automation rules
 (``GET /runs/rules``, ``PATCH /runs/rules/{id}``, ``POST /runs/rules/{id}/trigger``, also
 under ``/api/v1``); and presigned blobs (``GET /blobs/{name}``, 403 once expired, like S3).
@@ -207,6 +208,17 @@ class Emulator:
                     self.examples[example["id"]] = example
                     stored.append(example)
             return JSONResponse(stored)
+
+        @route("POST", "/examples")
+        async def create_example(request: Request) -> Response:
+            example = await request.json()
+            with self._lock:
+                example = {**example, "id": example.get("id") or str(uuid.uuid4())}
+                if example["id"] in self.examples:
+                    return JSONResponse({"detail": "example already exists"}, 409)
+                example.setdefault("created_at", _now())
+                self.examples[example["id"]] = example
+            return JSONResponse(example)
 
         def page(items: list, request: Request) -> list:
             offset = int(request.query_params.get("offset", 0))
