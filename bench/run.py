@@ -93,10 +93,11 @@ def unique_requests(body: dict, path: str, headers: dict[str, str]):
 
 
 def target(app: str) -> tuple[str, dict[str, str]]:
-    """Path and headers each app takes its secret in."""
+    """Path and headers each app takes its deliveries (and secret) on."""
     if app == "reference":
         return f"/?secret={SECRET}", {"Content-Type": "application/json"}
-    return "/", {"Content-Type": "application/json", "X-Webhook-Secret": SECRET}
+    path = "/json" if app == "ceiling-json" else "/"
+    return path, {"Content-Type": "application/json", "X-Webhook-Secret": SECRET}
 
 
 def ours_env(tmp: str, **extra: str) -> dict[str, str]:
@@ -113,39 +114,36 @@ def ours_env(tmp: str, **extra: str) -> dict[str, str]:
 
 def ack_under_load(tmp: str, emulator_url: str, seconds: float) -> list[dict]:
     rows = []
-    apps = {
-        "ceiling": {},
-        "ours": ours_env(tmp),
-        "reference": {
-            "LS_WEBHOOK": SECRET,
-            "LANGSMITH_ENDPOINT": emulator_url,
-            "LANGSMITH_API_KEY": "bench",
-        },
+    servers = {
+        "ceiling": ("ceiling", {}),
+        "ceiling-json": ("ceiling", {}),
+        "ours": ("ours", ours_env(tmp)),
+        "reference": (
+            "reference",
+            {
+                "LS_WEBHOOK": SECRET,
+                "LANGSMITH_ENDPOINT": emulator_url,
+                "LANGSMITH_API_KEY": "bench",
+            },
+        ),
     }
-    cases = [(1, 8), (1, 64), (500, 64)]
-    for runs, concurrency in cases:
+    cases = {
+        (1, 8): ("ceiling", "ours"),
+        (1, 64): ("ceiling", "ceiling-json", "ours", "reference"),
+        (500, 64): ("ceiling", "ours", "reference"),
+    }
+    for (runs, concurrency), apps in cases.items():
         body = payload(runs)
-        for app, env in apps.items():
-            if concurrency == 8 and app == "reference":
-                continue
-            path, headers = target(app)
-            with served(app, env) as (port, _):
-                asyncio.run(
-                    load(
-                        port=port,
-                        requests=unique_requests(body, path, headers),
-                        concurrency=concurrency,
-                        seconds=1,
-                    )
+        for app in apps:
+            server, env = servers[app]
+            requests = unique_requests(body, *target(app))
+            with served(server, env) as (port, _):
+                warm_up = load(port=port, requests=requests, concurrency=concurrency, seconds=1)
+                asyncio.run(warm_up)
+                measured = load(
+                    port=port, requests=requests, concurrency=concurrency, seconds=seconds
                 )
-                result = asyncio.run(
-                    load(
-                        port=port,
-                        requests=unique_requests(body, path, headers),
-                        concurrency=concurrency,
-                        seconds=seconds,
-                    )
-                )
+                result = asyncio.run(measured)
             rows.append(
                 {
                     "app": app,
@@ -158,7 +156,7 @@ def ack_under_load(tmp: str, emulator_url: str, seconds: float) -> list[dict]:
                     "ok": len(result.latencies),
                 }
             )
-            print(f"  ack {app:<9} {runs:>3} runs x{concurrency:<2}: {rows[-1]}", flush=True)
+            print(f"  ack {app:<12} {runs:>3} runs x{concurrency:<2}: {rows[-1]}", flush=True)
     return rows
 
 
@@ -373,6 +371,13 @@ def headline(results: dict) -> list[dict]:
                 ack["ours", 1, 64]["requests_per_s"], ack["ceiling", 1, 64]["requests_per_s"]
             ),
             "floor": ">= 0.7",
+        },
+        {
+            "metric": "1-run bodies, 64 senders: requests/s, ours / FastAPI data: dict no-op",
+            "value": ratio(
+                ack["ours", 1, 64]["requests_per_s"], ack["ceiling-json", 1, 64]["requests_per_s"]
+            ),
+            "floor": "",
         },
         {
             "metric": "1-run bodies, 64 senders: requests/s, ours / reference",
