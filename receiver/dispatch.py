@@ -116,7 +116,8 @@ class Dispatcher:
                 steps = [self._give_up(delivery_id, name, error) for name in pending]
             else:
                 steps = [self._run(name, payload, delivery_id) for name in pending]
-            outcomes = await asyncio.gather(*steps)
+            # One handler (the common case) is awaited directly: no task to create.
+            outcomes = [await steps[0]] if len(steps) == 1 else await asyncio.gather(*steps)
             record.handlers.update(zip(pending, outcomes, strict=True))
         if record.status is DeliveryStatus.DEAD:
             log.error(

@@ -197,17 +197,18 @@ class SqliteStore:
             raise StoreError(f"no delivery {delivery_id} in {self.path}")
         return rows[0][0]
 
+    # One delivery's handler is only ever run by one worker at a time, so the bookkeeping
+    # below uses single statements (each its own transaction) rather than BEGIN ... COMMIT.
     def start_attempt(self, delivery_id: str, handler: str) -> int:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE handler_states SET attempts = attempts + 1"
-                " WHERE delivery_id = ? AND handler = ?",
-                (delivery_id, handler),
-            )
-            (attempts,) = db.execute(
-                "SELECT attempts FROM handler_states WHERE delivery_id = ? AND handler = ?",
-                (delivery_id, handler),
-            ).fetchone()
+        key = (delivery_id, handler)
+        self._query(
+            "UPDATE handler_states SET attempts = attempts + 1"
+            " WHERE delivery_id = ? AND handler = ?",
+            key,
+        )
+        [(attempts,)] = self._query(
+            "SELECT attempts FROM handler_states WHERE delivery_id = ? AND handler = ?", key
+        )
         return attempts
 
     def finish_attempt(
@@ -217,12 +218,11 @@ class SqliteStore:
             status = HandlerStatus.DONE
         else:
             status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE handler_states SET status = ?, last_error = ?"
-                " WHERE delivery_id = ? AND handler = ?",
-                (status.value, error, delivery_id, handler),
-            )
+        self._query(
+            "UPDATE handler_states SET status = ?, last_error = ?"
+            " WHERE delivery_id = ? AND handler = ?",
+            (status.value, error, delivery_id, handler),
+        )
 
     def recent(self, limit: int = 20) -> list[DeliveryRecord]:
         return self._records(
