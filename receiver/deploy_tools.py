@@ -10,6 +10,7 @@ secret(s) and the deployed URL between ``create_secrets.py``, ``deploy.py`` and
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -38,6 +39,13 @@ class CliError(Exception):
     def __init__(self, code: ExitCode, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, reveal_help: str) -> None:
+    """The options every Modal set-up script takes: environment, state file, --show-secret."""
+    parser.add_argument("-e", "--env", help="Modal environment (default: your active one)")
+    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_PATH)
+    parser.add_argument("--show-secret", action="store_true", help=reveal_help)
 
 
 def find_modal_cli() -> str:

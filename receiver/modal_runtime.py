@@ -95,23 +95,11 @@ class ModalDictStore:
             return None
         record = DeliveryRecord(delivery_id, meta["received_at"], meta["rule_id"], meta["runs"])
         for name in meta["handlers"]:
-            state = self._call(self.entries.get, f"handler:{delivery_id}:{name}")
-            record.handlers[name] = (
-                HandlerState(
-                    HandlerStatus(state["status"]),
-                    state["attempts"],
-                    state["last_error"],
-                )
-                if state
-                else HandlerState()
-            )
+            record.handlers[name] = self._state(delivery_id, name)
         return record
 
     def body(self, delivery_id: str) -> bytes:
-        body = self._call(self.entries.get, f"body:{delivery_id}")
-        if body is None:
-            raise StoreError(f"no body stored for delivery {delivery_id}")
-        return body
+        return self._require(f"body:{delivery_id}")
 
     def start_attempt(self, delivery_id: str, handler: str) -> int:
         state = self._state(delivery_id, handler)
@@ -154,10 +142,13 @@ class ModalDictStore:
         return failed
 
     def _meta(self, delivery_id: str) -> dict:
-        meta = self._call(self.entries.get, f"delivery:{delivery_id}")
-        if meta is None:
-            raise StoreError(f"no delivery {delivery_id} in the modal.Dict")
-        return meta
+        return self._require(f"delivery:{delivery_id}")
+
+    def _require(self, key: str) -> Any:
+        value = self._call(self.entries.get, key)
+        if value is None:
+            raise StoreError(f"no {key} in the modal.Dict")
+        return value
 
     def _ids(self) -> list[str]:
         keys = self._call(lambda: list(self.entries.keys()))

@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 
 from receiver.deploy_tools import (
-    DEFAULT_STATE_PATH,
     CliError,
     ExitCode,
     State,
+    add_common_arguments,
     require_modal_token,
     run_modal,
 )
@@ -86,7 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--rotate", action="store_true", help="add a new secret, keep the old")
     mode.add_argument("--finish-rotation", action="store_true", help="keep only the newest")
-    parser.add_argument("-e", "--env", help="Modal environment (default: your active one)")
     parser.add_argument("--webhook-secret-name", default="ls-webhook")
     parser.add_argument(
         "--langsmith-secret-name", default=os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
@@ -99,8 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--skip-langsmith", action="store_true", help="do not (re)create the LangSmith secret"
     )
-    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_PATH)
-    parser.add_argument("--show-secret", action="store_true", help="print the new webhook secret")
+    add_common_arguments(parser, reveal_help="print the new webhook secret")
     args = parser.parse_args(argv)
 
     try:

@@ -21,10 +21,10 @@ from pathlib import Path
 
 from receiver.auth import SECRET_HEADER, SECRET_QUERY_PARAM
 from receiver.deploy_tools import (
-    DEFAULT_STATE_PATH,
     CliError,
     ExitCode,
     State,
+    add_common_arguments,
     require_modal_token,
     run_modal,
 )
@@ -59,9 +59,7 @@ def main(
     lookup: Callable[[str, str | None], str | None] = lookup_web_url,
 ) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-e", "--env", help="Modal environment (default: your active one)")
-    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_PATH)
-    parser.add_argument("--show-secret", action="store_true", help="print the secret too")
+    add_common_arguments(parser, reveal_help="print the secret too")
     args = parser.parse_args(argv)
     try:
         require_modal_token()
