@@ -28,8 +28,6 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-import httpx
-
 from handlers.log_runs import run_url
 from receiver.dispatch import HandlerContext
 from receiver.payload import RulePayload, Run
@@ -107,6 +105,8 @@ def post_with_retries(
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """POST ``message``; retry 429 and 5xx (waiting ``Retry-After`` when given), else raise."""
+    import httpx  # here, not at the top: the web function imports this module at start-up
+
     with httpx.Client(timeout=10.0) as client:
         for attempt in range(1, attempts + 1):
             response = client.post(url, json=message)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
-def derive_delivery_id(body: bytes) -> str:
+def derive_delivery_id(body: bytes | bytearray) -> str:
     """The id of a delivery: the first 128 bits of the body's SHA-256, in hex."""
     return hashlib.sha256(body).hexdigest()[:32]
 

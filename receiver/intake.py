@@ -16,14 +16,14 @@ from typing import Protocol
 
 from receiver.delivery import DeliveryRecord
 from receiver.payload import RulePayload
-from receiver.store import SqliteStore
+from receiver.store import Body, SqliteStore
 from receiver.worker import LocalWorker
 
 
 class Intake(Protocol):
     """Where the HTTP edge puts accepted deliveries and reads their status."""
 
-    async def accept(self, record: DeliveryRecord, body: bytes, payload: RulePayload) -> bool:
+    async def accept(self, record: DeliveryRecord, body: Body, payload: RulePayload) -> bool:
         """Make the delivery durable and schedule its handlers; False if already accepted.
 
         Raises ``receiver.store.StoreError`` when it cannot be recorded.
@@ -47,10 +47,10 @@ class LocalIntake:
     def __init__(self, store: SqliteStore, worker: LocalWorker) -> None:
         self.store = store
         self.worker = worker
-        self._waiting: list[tuple[DeliveryRecord, bytes, asyncio.Future[bool]]] = []
+        self._waiting: list[tuple[DeliveryRecord, Body, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task | None = None
 
-    async def accept(self, record: DeliveryRecord, body: bytes, payload: RulePayload) -> bool:
+    async def accept(self, record: DeliveryRecord, body: Body, payload: RulePayload) -> bool:
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiting.append((record, body, answer))
         if self._writer is None or self._writer.done():
@@ -62,11 +62,9 @@ class LocalIntake:
 
     async def _write_waiting(self) -> None:
         while self._waiting:
+            await asyncio.sleep(0)  # let the accepts already under way join this batch
             batch, self._waiting = self._waiting, []
-            try:
-                # On the event loop (see store.call_inline), after the pending accepts had
-                # their turn to join the batch.
-                await asyncio.sleep(0)
+            try:  # on the event loop: see store.call_inline
                 results = self.store.accept_many([(record, body) for record, body, _ in batch])
             except Exception as exc:  # all or nothing: every delivery of the batch is refused
                 for _, _, answer in batch:

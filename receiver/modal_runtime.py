@@ -28,7 +28,7 @@ from receiver.http_app import create_app
 from receiver.payload import RulePayload
 from receiver.registry import load_handlers
 from receiver.settings import Settings
-from receiver.store import StoreError
+from receiver.store import Body, StoreError
 
 # A recorded delivery whose spawn is not confirmed after this long is spawned again by its
 # next redelivery (the first spawn failed and the record could not be removed).
@@ -61,7 +61,7 @@ class ModalDictStore:
         except Exception as exc:  # the Modal client raises several unrelated error types
             raise StoreError(f"modal.Dict: {type(exc).__name__}: {exc}") from exc
 
-    def accept(self, record: DeliveryRecord, body: bytes) -> bool:
+    def accept(self, record: DeliveryRecord, body: Body) -> bool:
         self._call(self.entries.put, f"body:{record.id}", body)
         meta = {
             "received_at": record.received_at,
@@ -184,7 +184,7 @@ class ModalIntake:
         self.store = store
         self.spawn = spawn
 
-    async def accept(self, record: DeliveryRecord, body: bytes, payload: RulePayload) -> bool:
+    async def accept(self, record: DeliveryRecord, body: Body, payload: RulePayload) -> bool:
         new = await asyncio.to_thread(self.store.accept, record, body)
         if not new:
             state = await asyncio.to_thread(self.store.spawn_state, record.id)

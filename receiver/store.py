@@ -33,6 +33,9 @@ async def call_inline(function: Callable[..., Any], /, *args: Any, **kwargs: Any
     return function(*args, **kwargs)
 
 
+Body = bytes | bytearray  # a request body as read (the edge reads into a bytearray)
+
+
 class StoreError(RuntimeError):
     """The store could not record or read a delivery (the edge answers 503 so LangSmith retries)."""
 
@@ -40,7 +43,7 @@ class StoreError(RuntimeError):
 class DeliveryStore(Protocol):
     """What any delivery store offers; all methods are blocking and thread-safe."""
 
-    def accept(self, record: DeliveryRecord, body: bytes) -> bool:
+    def accept(self, record: DeliveryRecord, body: Body) -> bool:
         """Record a new delivery with its handlers pending; False if the id is already known."""
         ...
 
@@ -162,10 +165,10 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"delivery store {self.path}: {exc}") from exc
 
-    def accept(self, record: DeliveryRecord, body: bytes) -> bool:
+    def accept(self, record: DeliveryRecord, body: Body) -> bool:
         return self.accept_many([(record, body)])[0]
 
-    def accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, bytes]]) -> list[bool]:
+    def accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, Body]]) -> list[bool]:
         """:meth:`accept` for several deliveries in one transaction: all recorded, or none."""
         new = []
         with self._transaction(durable=True) as db:
