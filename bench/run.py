@@ -248,7 +248,9 @@ def cold_start(emulator_url: str, repeats: int) -> list[dict]:
         "LANGSMITH_TRACING": "false",
         "NO_PROXY": "127.0.0.1",
         # ours with every shipped handler: they are imported by the web function at start-up
-        "WEBHOOK_HANDLERS": "handlers.log_runs,handlers.corrections_to_dataset,handlers.notify_slack",
+        "WEBHOOK_HANDLERS": ",".join(
+            f"handlers.{name}" for name in ("log_runs", "corrections_to_dataset", "notify_slack")
+        ),
     }
     for app in ("ours", "reference"):
         samples = []
