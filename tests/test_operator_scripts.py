@@ -81,3 +81,58 @@ def test_replay_of_an_unknown_delivery_exits_2_with_the_reason(dead_delivery):
 def test_replay_needs_ids_or_failed(dead_delivery):
     _, _, env = dead_delivery
     assert run_script("replay.py", env=env).returncode == 2
+
+
+def load_script(name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def deployed_dict(monkeypatch):
+    """The deployed app's modal.Dict and process function, replaced by in-memory stand-ins."""
+    import modal
+    from support.memory_dict import MemoryDict
+
+    from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
+    from receiver.modal_runtime import ModalDictStore
+
+    entries, spawned = MemoryDict(), []
+    store = ModalDictStore(entries)
+    store.accept(DeliveryRecord("dead-1", 1.0, "rule", 3, {BROKEN: HandlerState()}), b"{}")
+    store.start_attempt("dead-1", BROKEN)
+    store.finish_attempt("dead-1", BROKEN, "RuntimeError: boom", final=True)
+    assert store.get("dead-1").handlers[BROKEN].status is HandlerStatus.FAILED
+
+    class Process:
+        def spawn(self, delivery_id):
+            spawned.append(delivery_id)
+            return type("Call", (), {"object_id": "fc-1"})()
+
+    looked_up = []
+    monkeypatch.setattr(modal.Dict, "from_name", lambda name: looked_up.append(name) or entries)
+    monkeypatch.setattr(modal.Function, "from_name", lambda app, fn: Process())
+    return store, spawned, looked_up
+
+
+def test_deliveries_with_modal_reads_the_deployed_dict(deployed_dict, capsys):
+    _, _, looked_up = deployed_dict
+    assert load_script("deliveries").main(["--modal"]) == 0
+    out = capsys.readouterr().out
+    assert "dead-1" in out and "dead" in out and "RuntimeError: boom" in out
+    assert looked_up == ["langsmith-webhook-deliveries"]
+
+
+def test_replay_with_modal_resets_the_failed_handlers_and_spawns_process(deployed_dict, capsys):
+    store, spawned, _ = deployed_dict
+    assert load_script("replay").main(["--failed", "--modal"]) == 0
+    assert spawned == ["dead-1"]
+    assert store.get("dead-1").handlers[BROKEN].status.value == "pending"
+    assert (
+        "dead-1: reset handlers_for_tests.broken_until_fixed; spawned fc-1"
+        in capsys.readouterr().out
+    )
