@@ -14,16 +14,20 @@ import os
 
 import modal
 
-# Deploy-time configuration, read from your shell when you run `modal deploy`.
-APP_NAME = os.environ.get("WEBHOOK_APP_NAME", "langsmith-webhooks")
+from receiver.operator import app_name, deliveries_dict_name
+from receiver.settings import Settings
+
+# Deploy-time configuration, read from your shell when you run `modal deploy` (the names
+# come from the same helpers the operator scripts use, so both agree).
+APP_NAME = app_name()
 WEBHOOK_SECRET_NAME = os.environ.get("WEBHOOK_SECRET_NAME", "ls-webhook")
 LANGSMITH_SECRET_NAME = os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
 # More Modal secrets for the handlers, e.g. one holding SLACK_WEBHOOK_URL.
 EXTRA_SECRET_NAMES = [
     n.strip() for n in os.environ.get("WEBHOOK_EXTRA_SECRETS", "").split(",") if n.strip()
 ]
-DELIVERIES_DICT_NAME = os.environ.get("WEBHOOK_DICT_NAME", "langsmith-webhook-deliveries")
-HANDLERS = os.environ.get("WEBHOOK_HANDLERS", "handlers.log_runs")
+DELIVERIES_DICT_NAME = deliveries_dict_name()
+HANDLERS = Settings.from_env().handlers
 
 # Settings forwarded into both functions' environment: the handler list, limits, retry
 # policy and handler options. Secrets do not travel this way; they come from Modal secrets.
@@ -37,14 +41,12 @@ FORWARDED_PREFIXES = (
 runtime_env = {
     name: value for name, value in os.environ.items() if name.startswith(FORWARDED_PREFIXES)
 }
-runtime_env["WEBHOOK_HANDLERS"] = HANDLERS
+runtime_env["WEBHOOK_HANDLERS"] = ",".join(HANDLERS)
 
 # The image: dependencies exactly as locked in uv.lock (without the dev group), then our
 # own code. Modal 1.x mounts nothing implicitly, so the `receiver` package, `handlers/` and
 # the top-level package of every configured handler module are added explicitly, last.
-local_packages = sorted(
-    {"receiver", "handlers"} | {path.split(".")[0] for path in HANDLERS.split(",") if path.strip()}
-)
+local_packages = sorted({"receiver", "handlers"} | {path.split(".")[0] for path in HANDLERS})
 image = (
     modal.Image.debian_slim(python_version="3.11")
     .uv_sync(os.path.dirname(os.path.abspath(__file__)), extra_options="--no-dev")

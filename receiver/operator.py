@@ -22,6 +22,11 @@ def app_name() -> str:
     return os.environ.get("WEBHOOK_APP_NAME", DEFAULT_APP_NAME)
 
 
+def deliveries_dict_name() -> str:
+    """The ``modal.Dict`` of deliveries (``WEBHOOK_DICT_NAME``, as in ``webhook_app.py``)."""
+    return os.environ.get("WEBHOOK_DICT_NAME", DEFAULT_DICT_NAME)
+
+
 def open_store(settings: Settings, *, on_modal: bool) -> DeliveryStore:
     """The local SQLite store, or the deployed app's ``modal.Dict`` (needs a Modal token)."""
     if not on_modal:
@@ -30,8 +35,7 @@ def open_store(settings: Settings, *, on_modal: bool) -> DeliveryStore:
 
     from receiver.modal_runtime import ModalDictStore
 
-    name = os.environ.get("WEBHOOK_DICT_NAME", DEFAULT_DICT_NAME)
-    return ModalDictStore(modal.Dict.from_name(name))
+    return ModalDictStore(modal.Dict.from_name(deliveries_dict_name()))
 
 
 def render_table(records: list[DeliveryRecord]) -> str:
