@@ -1,70 +1,66 @@
-"""The Modal app: receive LangSmith automation webhooks, acknowledge fast, process after.
+"""The Modal app: receive LangSmith webhooks, acknowledge fast, process after.
 
-    modal deploy webhook_app.py   # a persistent URL to paste into the LangSmith rule
+    modal deploy webhook_app.py   # a persistent URL to paste into LangSmith
     modal serve webhook_app.py    # the dev loop: a temporary URL, reloaded on save
 
-Two functions. ``web`` is the internet-facing endpoint: it holds only the webhook secret,
-checks it, validates the body, records the delivery and spawns ``process`` and answers
-``202`` within milliseconds (LangSmith gives up after 5 s and does not retry). ``process``
+Two functions. ``web`` is the internet-facing FastAPI app: it holds only the webhook
+secret, checks it, validates what its answer needs, records the delivery, spawns
+``process`` and answers ``202`` within milliseconds (LangSmith gives up after 5 s). ``process``
 holds the LangSmith API key and runs the handlers, with retries. All logic lives in the
 plain-Python ``receiver`` package; this file only declares infrastructure.
 """
 
 import os
+from pathlib import Path
 
 import modal
 
-from receiver.operator import app_name, deliveries_dict_name
-from receiver.settings import Settings
+from receiver.registry import load_handlers
+from receiver.settings import Settings, forwarded_environment
 
-# Deploy-time configuration, read from your shell when you run `modal deploy` (the names
-# come from the same helpers the operator scripts use, so both agree).
-APP_NAME = app_name()
-WEBHOOK_SECRET_NAME = os.environ.get("WEBHOOK_SECRET_NAME", "ls-webhook")
-LANGSMITH_SECRET_NAME = os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
-# More Modal secrets for the handlers, e.g. one holding SLACK_WEBHOOK_URL.
-EXTRA_SECRET_NAMES = [
-    n.strip() for n in os.environ.get("WEBHOOK_EXTRA_SECRETS", "").split(",") if n.strip()
-]
-DELIVERIES_DICT_NAME = deliveries_dict_name()
-HANDLERS = Settings.from_env().handlers
+# Deploy-time configuration, read (and checked) from your shell when you run `modal deploy`.
+# The handlers are loaded now too, so a typo in WEBHOOK_HANDLERS or a bad handler option
+# fails the deploy instead of the first delivery.
+settings = Settings.from_env()
+handlers = load_handlers(settings.handlers)
 
-# Settings forwarded into both functions' environment: the handler list, limits, retry
-# policy and handler options. Secrets do not travel this way; they come from Modal secrets.
-FORWARDED_PREFIXES = (
-    "WEBHOOK_",
-    "LANGSMITH_WEB_URL",
-    "LS_DATASET_",
-    "CORRECTIONS_",
-    "SLACK_NOTIFY_",
+# The variables the receiver and the handlers declare (not secrets: those come from Modal
+# secrets) travel from your shell into both functions; no list of names to keep up to date.
+runtime_env = forwarded_environment(
+    [Settings, *(type(h.options) for h in handlers if h.options is not None)], os.environ
 )
-runtime_env = {
-    name: value for name, value in os.environ.items() if name.startswith(FORWARDED_PREFIXES)
-}
-runtime_env["WEBHOOK_HANDLERS"] = ",".join(HANDLERS)
 
 # The image: dependencies exactly as locked in uv.lock (without the dev group), then our
-# own code. Modal 1.x mounts nothing implicitly, so the `receiver` package, `handlers/` and
-# the top-level package of every configured handler module are added explicitly, last.
-local_packages = sorted({"receiver", "handlers"} | {path.split(".")[0] for path in HANDLERS})
+# own code. Modal 1.x mounts nothing implicitly, so the `receiver` package (with its page
+# templates), `handlers/` and the top-level package of every configured handler module are
+# added explicitly, last.
+local_packages = sorted({"receiver", "handlers"} | {h.name.split(".")[0] for h in handlers})
+not_source = ~modal.FilePatternMatcher("**/*.py", "**/*.html")
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .uv_sync(os.path.dirname(os.path.abspath(__file__)), extra_options="--no-dev")
-    .add_local_python_source(*local_packages)
+    .uv_sync(str(Path(__file__).resolve().parent), extra_options="--no-dev")
+    .add_local_python_source(*local_packages, ignore=not_source)
 )
 
-app = modal.App(APP_NAME, image=image)
+app = modal.App(settings.app_name, image=image)
+
+# Imported at module scope so that the web function's memory snapshot holds them: a
+# restored container starts with FastAPI and the receiver already imported. The app itself
+# is built in `web()`, which Modal calls after the restore, so it sees current secrets.
+with image.imports():
+    from receiver.logs import configure_logging
+    from receiver.runtimes.modal import create_modal_app, process_delivery
 
 # Secrets: the shared webhook secret (comma-separated for rotation) and the LangSmith key.
-webhook_secret = modal.Secret.from_name(WEBHOOK_SECRET_NAME, required_keys=["LS_WEBHOOK"])
+webhook_secret = modal.Secret.from_name(settings.webhook_secret_name, required_keys=["LS_WEBHOOK"])
 langsmith_secret = modal.Secret.from_name(
-    LANGSMITH_SECRET_NAME, required_keys=["LANGSMITH_API_KEY"]
+    settings.langsmith_secret_name, required_keys=["LANGSMITH_API_KEY"]
 )
-handler_secrets = [modal.Secret.from_name(name) for name in EXTRA_SECRET_NAMES]
+handler_secrets = [modal.Secret.from_name(name) for name in settings.extra_secret_names]
 
 # Accepted deliveries and per-handler status: the first `put(..., skip_if_exists=True)` of a
 # delivery id wins, so a redelivered body is recognised across containers.
-deliveries = modal.Dict.from_name(DELIVERIES_DICT_NAME, create_if_missing=True)
+deliveries = modal.Dict.from_name(settings.dict_name, create_if_missing=True)
 
 
 # The worker. Handler failures are retried inside with exponential backoff; `retries`
@@ -77,25 +73,24 @@ deliveries = modal.Dict.from_name(DELIVERIES_DICT_NAME, create_if_missing=True)
     max_containers=20,
 )
 async def process(delivery_id: str) -> dict:
-    from receiver.logs import configure_logging
-    from receiver.modal_runtime import process_delivery
-    from receiver.settings import Settings
-
-    settings = Settings.from_env()
-    configure_logging(settings.secrets)
-    return await process_delivery(settings, deliveries, delivery_id)
+    current = Settings.from_env()
+    configure_logging(current.secret_values)
+    return await process_delivery(current, deliveries, delivery_id)
 
 
 # The endpoint. One container answers many deliveries at once (the work per request is a
-# secret check, a validation and two small Dict writes); more containers start for bursts.
-@app.function(secrets=[webhook_secret], env=runtime_env, max_containers=10, scaledown_window=300)
+# secret check, a small validation and two Dict writes); more containers start for bursts.
+# A memory snapshot of the imports above makes its cold start short.
+@app.function(
+    secrets=[webhook_secret],
+    env=runtime_env,
+    max_containers=10,
+    scaledown_window=300,
+    enable_memory_snapshot=True,
+)
 @modal.concurrent(max_inputs=100)
 @modal.asgi_app()
 def web():
-    from receiver.logs import configure_logging
-    from receiver.modal_runtime import create_modal_app
-    from receiver.settings import Settings
-
-    settings = Settings.from_env()
-    configure_logging(settings.secrets)
-    return create_modal_app(settings, deliveries, spawn=process.spawn.aio)
+    current = Settings.from_env()
+    configure_logging(current.secret_values)
+    return create_modal_app(current, deliveries, spawn=process.spawn.aio)

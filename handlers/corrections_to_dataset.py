@@ -29,10 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from receiver.dispatch import HandlerContext
+from pydantic import Field, field_validator
+
+from receiver import HandlerContext, HandlerOptions, RulePayload, Run
 from receiver.langsmith_api import BlobError, chunked, fetch_presigned_json, make_client
-from receiver.payload import RulePayload, Run
-from receiver.settings import Settings
+from receiver.settings import CommaList, split_list
 
 FEEDBACK_RUNS_PER_REQUEST = 100  # run ids travel in the query string: ~4 KB a request
 EXAMPLES_PER_REQUEST = 500
@@ -40,29 +41,19 @@ EXAMPLE_IDS_PER_REQUEST = 100
 BLOB_FETCHERS = 8
 
 
-@dataclass(frozen=True)
-class Options:
-    """This handler's settings, read once per delivery."""
+class Options(HandlerOptions):
+    """This handler's variables, read and checked at start-up."""
 
-    dataset_name: str = "webhook-corrections"
-    feedback_keys: tuple[str, ...] = ()
-    score_key: str | None = None
-    score_threshold: float | None = None
-    blob_timeout: float = 10.0
-    max_blob_bytes: int = 25 * 1024 * 1024
+    dataset_name: str = Field("webhook-corrections", validation_alias="LS_DATASET_NAME")
+    feedback_keys: CommaList = Field((), validation_alias="CORRECTIONS_FEEDBACK_KEYS")
+    score_key: str | None = Field(None, validation_alias="CORRECTIONS_SCORE_KEY")
+    score_threshold: float | None = Field(None, validation_alias="CORRECTIONS_SCORE_THRESHOLD")
+    blob_timeout: float = Field(10.0, validation_alias="CORRECTIONS_BLOB_TIMEOUT_SECONDS", gt=0)
+    max_blob_bytes: int = Field(
+        25 * 1024 * 1024, validation_alias="CORRECTIONS_MAX_BLOB_BYTES", gt=0
+    )
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> Options:
-        keys = settings.get("CORRECTIONS_FEEDBACK_KEYS", "")
-        threshold = settings.get("CORRECTIONS_SCORE_THRESHOLD")
-        return cls(
-            dataset_name=settings.get("LS_DATASET_NAME", cls.dataset_name),
-            feedback_keys=tuple(k.strip() for k in keys.split(",") if k.strip()),
-            score_key=settings.get("CORRECTIONS_SCORE_KEY"),
-            score_threshold=float(threshold) if threshold else None,
-            blob_timeout=float(settings.get("CORRECTIONS_BLOB_TIMEOUT_SECONDS", "10")),
-            max_blob_bytes=int(settings.get("CORRECTIONS_MAX_BLOB_BYTES", str(cls.max_blob_bytes))),
-        )
+    _split = field_validator("feedback_keys", mode="before")(split_list)
 
 
 @dataclass(frozen=True)
@@ -194,7 +185,7 @@ def write_examples(client: Any, dataset_id: uuid.UUID, examples: list[dict]) -> 
 
 def handle(payload: RulePayload, context: HandlerContext) -> None:
     """Create one dataset example per corrected run of the delivery."""
-    options = Options.from_settings(context.settings)
+    options = context.options
     client = make_client(context.settings)
     feedback = feedback_by_run(client, [run.id for run in payload.runs], options)
     candidates = choose(payload.runs, feedback, options)

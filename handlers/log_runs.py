@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 import logging
 
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload, Run
+from receiver import HandlerContext, RulePayload, Run
 
 
 def run_url(run: Run, web_url: str) -> str | None:

@@ -28,9 +28,10 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import Field, SecretStr
+
 from handlers.log_runs import run_url
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload, Run
+from receiver import HandlerContext, HandlerOptions, RulePayload, Run
 
 MAX_LISTED_ERRORS = 10
 MAX_ERROR_CHARS = 200
@@ -124,21 +125,24 @@ def post_with_retries(
             sleep(min(max(delay, 0.0), MAX_RETRY_AFTER_SECONDS))
 
 
+class Options(HandlerOptions):
+    """This handler's variables, read and checked at start-up."""
+
+    webhook_url: SecretStr | None = Field(None, validation_alias="SLACK_WEBHOOK_URL")
+    only_errors: bool = Field(False, validation_alias="SLACK_NOTIFY_ONLY_ERRORS")
+    max_attempts: int = Field(4, validation_alias="SLACK_NOTIFY_MAX_ATTEMPTS", ge=1)
+
+
 def handle(payload: RulePayload, context: HandlerContext) -> None:
     """Post the delivery's summary to Slack (or, with only-errors on, only when one errored)."""
-    settings = context.settings
-    url = settings.get("SLACK_WEBHOOK_URL")
-    if not url:
+    options = context.options
+    if options.webhook_url is None:
         _warn_once("SLACK_WEBHOOK_URL is not set: handlers.notify_slack does nothing")
         return
-    only_errors = (settings.get("SLACK_NOTIFY_ONLY_ERRORS", "false")).lower() in (
-        "1",
-        "true",
-        "yes",
-    )
-    if only_errors and not any(run.status == "error" for run in payload.runs):
+    if options.only_errors and not any(run.status == "error" for run in payload.runs):
         return
-    message = build_message(payload, settings.langsmith_web_url)
-    attempts = int(settings.get("SLACK_NOTIFY_MAX_ATTEMPTS", "4"))
-    post_with_retries(url, message, attempts=attempts)
+    message = build_message(payload, context.settings.langsmith_web_url)
+    post_with_retries(
+        options.webhook_url.get_secret_value(), message, attempts=options.max_attempts
+    )
     context.logger.info("posted to Slack: %s", message["text"])

@@ -24,10 +24,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
-from receiver.payload import RulePayload
 from receiver.registry import Handler
-from receiver.settings import Settings
-from receiver.store import DeliveryStore
+from receiver.settings import HandlerOptions, Settings
+from receiver.sources import RulePayload
+from receiver.stores import Body, DeliveryStore
 
 log = logging.getLogger("receiver.dispatch")
 
@@ -48,9 +48,10 @@ class _DeliveryLogger(logging.LoggerAdapter):
 class HandlerContext:
     """What a handler gets besides the payload: no globals needed.
 
-    ``run_key(run.id)`` is a UUID that is the same on every redelivery and retry of a run
-    for this handler; use it as the id of whatever the handler creates, so its side effects
-    are idempotent too.
+    ``options`` is the handler's own ``Options``, read and checked at start-up (None when
+    the module declares none). ``run_key(run.id)`` is a UUID that is the same on every
+    redelivery and retry of a run for this handler; use it as the id of whatever the
+    handler creates, so its side effects are idempotent too.
     """
 
     delivery_id: str
@@ -58,6 +59,7 @@ class HandlerContext:
     attempt: int
     settings: Settings
     logger: logging.LoggerAdapter
+    options: HandlerOptions | None = None
 
     def run_key(self, run_id: uuid.UUID | str, scope: str = "") -> uuid.UUID:
         """A stable UUID for (this handler, ``scope``, ``run_id``)."""
@@ -80,24 +82,23 @@ class Dispatcher:
         settings: Settings,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        store_call: Callable[..., Awaitable[Any]] = asyncio.to_thread,
     ) -> None:
         self.store = store
-        self.store_call = store_call
         self.handlers = {handler.name: handler for handler in handlers}
         self.settings = settings
         self._sleep = sleep
         self._threads: ThreadPoolExecutor | None = None
 
     async def process(
-        self, delivery_id: str, *, fresh: tuple[DeliveryRecord, RulePayload] | None = None
+        self, delivery_id: str, *, fresh: tuple[DeliveryRecord, Body] | None = None
     ) -> DeliveryRecord | None:
         """Run every pending handler of ``delivery_id`` to success or to its last attempt.
 
-        ``fresh`` is the record and payload of a delivery just accepted in this process,
-        which spares reading and parsing it again; otherwise both come from the store.
+        ``fresh`` is the record and body of a delivery just accepted in this process, which
+        spares reading them back; otherwise both come from the store. The edge checked only
+        what its answer needed: the whole body is validated here, before any handler runs.
         """
-        record, payload = fresh or (await self.store_call(self.store.get, delivery_id), None)
+        record, body = fresh or (await self.store.get(delivery_id), None)
         if record is None:
             log.error("delivery=%s not in the store; nothing to process", delivery_id)
             return None
@@ -105,14 +106,8 @@ class Dispatcher:
             name for name, state in record.handlers.items() if state.status is HandlerStatus.PENDING
         ]
         if pending:
-            error = None
+            payload, error = await self._payload(delivery_id, body)
             if payload is None:
-                body = await self.store_call(self.store.body, delivery_id)
-                try:
-                    payload = RulePayload.model_validate_json(body)
-                except ValidationError as exc:
-                    error = f"stored body no longer validates: {describe_error(exc)}"
-            if error is not None:
                 steps = [self._give_up(delivery_id, name, error) for name in pending]
             else:
                 steps = [self._run(name, payload, delivery_id) for name in pending]
@@ -137,9 +132,17 @@ class Dispatcher:
         if threads is not None:
             threads.shutdown(wait=True)
 
+    async def _payload(self, delivery_id: str, body: Body | None) -> tuple[RulePayload | None, str]:
+        """The whole body validated, or why it is no rule payload (a retry cannot fix that)."""
+        raw = body if body is not None else await self.store.body(delivery_id)
+        try:
+            return RulePayload.model_validate_json(raw), ""
+        except ValidationError as exc:
+            return None, f"the body is not a valid rule payload: {describe_error(exc)}"
+
     async def _give_up(self, delivery_id: str, name: str, error: str) -> HandlerState:
-        attempt = await self.store_call(self.store.start_attempt, delivery_id, name)
-        await self.store_call(self.store.finish_attempt, delivery_id, name, error, final=True)
+        attempt = await self.store.start_attempt(delivery_id, name)
+        await self.store.finish_attempt(delivery_id, name, error, final=True)
         return HandlerState(HandlerStatus.FAILED, attempt, error)
 
     async def _run(self, name: str, payload: RulePayload, delivery_id: str) -> HandlerState:
@@ -156,11 +159,13 @@ class Dispatcher:
             return await self._give_up(delivery_id, name, error)
         logger = _DeliveryLogger(logging.getLogger(name), {"delivery_id": delivery_id})
         while True:
-            attempt = await self.store_call(self.store.start_attempt, delivery_id, name)
-            context = HandlerContext(delivery_id, name, attempt, self.settings, logger)
+            attempt = await self.store.start_attempt(delivery_id, name)
+            context = HandlerContext(
+                delivery_id, name, attempt, self.settings, logger, handler.options
+            )
             error = await self._call(handler, payload, context)
             final = error is not None and attempt >= self.settings.max_attempts
-            await self.store_call(self.store.finish_attempt, delivery_id, name, error, final=final)
+            await self.store.finish_attempt(delivery_id, name, error, final=final)
             if error is None:
                 log.info(
                     "delivery=%s handler=%s outcome=done attempt=%d",

@@ -19,7 +19,6 @@ from receiver.settings import Settings
 if TYPE_CHECKING:
     from langsmith import Client
 
-DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 T = TypeVar("T")
 
 
@@ -36,16 +35,18 @@ def make_client(settings: Settings) -> Client:
 
     Tracing is off: this client only reads and writes datasets, feedback and rules.
     """
-    api_key = settings.get("LANGSMITH_API_KEY")
-    if not api_key:
+    if settings.langsmith_api_key is None:
         raise LangSmithSetupError(
             "LANGSMITH_API_KEY is not set: create the Modal secret 'langsmith' with"
             " LANGSMITH_API_KEY=... (scripts/create_secrets.py does it), or export it locally"
         )
     from langsmith import Client
 
-    endpoint = settings.get("LANGSMITH_ENDPOINT", DEFAULT_ENDPOINT)
-    return Client(api_url=endpoint, api_key=api_key, auto_batch_tracing=False)
+    return Client(
+        api_url=settings.langsmith_endpoint,
+        api_key=settings.langsmith_api_key.get_secret_value(),
+        auto_batch_tracing=False,
+    )
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

@@ -1,8 +1,10 @@
-"""Loading handler modules named in ``WEBHOOK_HANDLERS``, at start-up, with clear errors.
+"""Loading the handler modules named in ``WEBHOOK_HANDLERS``, at start-up, with clear errors.
 
 A handler is any importable module with a ``handle(payload, context)`` function or
-coroutine function. Loading fails loudly at start-up (never at the first delivery) when a
-module cannot be imported or has no callable ``handle``.
+coroutine function, and optionally an ``Options`` class (a
+:class:`~receiver.settings.HandlerOptions`) declaring its own variables. Loading fails
+loudly at start-up, never at the first delivery, when a module cannot be imported, has no
+callable ``handle``, or one of its options holds a bad value.
 
     handlers = load_handlers(["handlers.log_runs", "acme.hooks"])
     handlers[0].name  # 'handlers.log_runs'
@@ -12,9 +14,12 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
+
+from receiver.settings import HandlerOptions, SettingsError
 
 
 class HandlerLoadError(RuntimeError):
@@ -23,10 +28,11 @@ class HandlerLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Handler:
-    """A loaded handler: its module path (its name everywhere) and its ``handle`` callable."""
+    """A loaded handler: its module path (its name everywhere), ``handle`` and its options."""
 
     name: str
     handle: Callable[[Any, Any], Awaitable[None] | None]
+    options: HandlerOptions | None = None
 
     @property
     def is_async(self) -> bool:
@@ -34,27 +40,52 @@ class Handler:
         return inspect.iscoroutinefunction(self.handle)
 
 
-def load_handler(module_path: str) -> Handler:
-    """Import ``module_path`` and return its ``handle`` as a :class:`Handler`."""
+def import_handler_module(module_path: str) -> ModuleType:
+    """Import a handler module, or raise :class:`HandlerLoadError` saying how to fix it."""
     try:
-        module = importlib.import_module(module_path)
+        return importlib.import_module(module_path)
     except Exception as exc:
         raise HandlerLoadError(
             f"handler module {module_path!r} (from WEBHOOK_HANDLERS) cannot be imported: "
             f"{type(exc).__name__}: {exc}. Check the module path and that it is on PYTHONPATH"
             " (and, on Modal, added to the image with add_local_python_source)."
         ) from exc
+
+
+def options_class(module: ModuleType) -> type[HandlerOptions] | None:
+    """The module's ``Options`` class, if it declares one."""
+    options = getattr(module, "Options", None)
+    if options is None:
+        return None
+    if not (isinstance(options, type) and issubclass(options, HandlerOptions)):
+        raise HandlerLoadError(
+            f"handler module {module.__name__!r}: `Options` must subclass"
+            " receiver.settings.HandlerOptions"
+        )
+    return options
+
+
+def load_handler(module_path: str, env: Mapping[str, str] | None = None) -> Handler:
+    """Import ``module_path``, read its options (from ``env``, default the process's)."""
+    module = import_handler_module(module_path)
     handle = getattr(module, "handle", None)
     if not callable(handle):
         raise HandlerLoadError(
             f"handler module {module_path!r} has no callable `handle(payload, context)`;"
             " see handlers/_template.py for the expected shape."
         )
-    return Handler(module_path, handle)
+    declared = options_class(module)
+    try:
+        options = declared.from_env(env) if declared else None
+    except SettingsError as exc:
+        raise HandlerLoadError(f"handler {module_path!r}: {exc}") from None
+    return Handler(module_path, handle, options)
 
 
-def load_handlers(module_paths: Sequence[str]) -> tuple[Handler, ...]:
+def load_handlers(
+    module_paths: Sequence[str], env: Mapping[str, str] | None = None
+) -> tuple[Handler, ...]:
     """Load every handler, in order; duplicate names are loaded once."""
     if not module_paths:
         raise HandlerLoadError("WEBHOOK_HANDLERS names no handler module")
-    return tuple(load_handler(path) for path in dict.fromkeys(module_paths))
+    return tuple(load_handler(path, env) for path in dict.fromkeys(module_paths))

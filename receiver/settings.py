@@ -1,89 +1,181 @@
-"""Settings: every environment variable the receiver reads, parsed once into one typed object.
+"""Settings: every environment variable the receiver reads, declared once, typed and checked.
 
-Nothing else in the project reads ``os.environ``; code receives a :class:`Settings`.
+:class:`Settings` is the receiver's own; a handler declares its options the same way, as a
+``HandlerOptions`` subclass named ``Options`` in its module (see ``handlers/_template.py``).
+Both are read with pydantic-settings when the process starts, and a bad value stops it with
+a message naming the variable. Nothing else in ``receiver/`` reads ``os.environ``.
 
     settings = Settings.from_env()
-    settings.secrets  # ('s3cr3t',)
+    settings.max_body_bytes  # 26214400
+    forwarded_environment([Settings], {"WEBHOOK_MAX_ATTEMPTS": "3", "LS_WEBHOOK": "s"})
+    # {'WEBHOOK_MAX_ATTEMPTS': '3'}: secrets travel in Modal secrets, never this way
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Annotated, Any, Self, get_args
+
+from pydantic import Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HANDLERS = ("handlers.log_runs",)
-DEFAULT_MAX_BODY_BYTES = 25 * 1024 * 1024
-DEFAULT_LANGSMITH_WEB_URL = "https://smith.langchain.com"
-DEFAULT_STORE_PATH = Path("data") / "deliveries.sqlite3"
+_MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class SettingsError(ValueError):
     """An environment variable holds a value the receiver cannot use."""
 
 
-def _split_list(raw: str | None) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (raw or "").split(",") if item.strip())
+def split_list(raw: Any) -> Any:
+    """``"a, b,,c"`` → ``("a", "b", "c")``: how every comma-separated variable is read."""
+    if isinstance(raw, str):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    return raw
 
 
-def _number(env: Mapping[str, str], name: str, default: float, kind: type = int) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative (got {raw})")
-    return value
+CommaList = Annotated[tuple[str, ...], NoDecode]  # a variable holding "a,b,c"
+# A Modal app, secret or Dict name, as modal/_utils/name_utils.py accepts it.
+ModalName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What the receiver needs to know, from the environment or given directly in tests.
+class EnvSettings(BaseSettings):
+    """Variables named exactly as written (field aliases), empty meaning "use the default"."""
 
-    The fields, with the variable each comes from, are listed in README.md.
-    """
-
-    secrets: tuple[str, ...] = field(default=(), repr=False)
-    handlers: tuple[str, ...] = DEFAULT_HANDLERS
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    langsmith_web_url: str = DEFAULT_LANGSMITH_WEB_URL
-    store_path: Path = DEFAULT_STORE_PATH
-    max_attempts: int = 5
-    retry_base_seconds: float = 2.0
-    retry_max_seconds: float = 300.0
-    worker_concurrency: int = 64
-    store_busy_seconds: float = 2.0
-    extra: Mapping[str, str] = field(default_factory=dict, repr=False)
+    model_config = SettingsConfigDict(
+        case_sensitive=True,
+        env_ignore_empty=True,
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read the settings from ``env`` (default: ``os.environ``)."""
-        env = os.environ if env is None else env
-        settings = cls(
-            secrets=_split_list(env.get("LS_WEBHOOK")),
-            handlers=_split_list(env.get("WEBHOOK_HANDLERS")) or DEFAULT_HANDLERS,
-            max_body_bytes=int(_number(env, "WEBHOOK_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
-            langsmith_web_url=(env.get("LANGSMITH_WEB_URL") or DEFAULT_LANGSMITH_WEB_URL).rstrip(
-                "/"
-            ),
-            store_path=Path(env.get("WEBHOOK_STORE_PATH") or DEFAULT_STORE_PATH),
-            max_attempts=max(1, int(_number(env, "WEBHOOK_MAX_ATTEMPTS", 5))),
-            retry_base_seconds=_number(env, "WEBHOOK_RETRY_BASE_SECONDS", 2.0, float),
-            retry_max_seconds=_number(env, "WEBHOOK_RETRY_MAX_SECONDS", 300.0, float),
-            worker_concurrency=max(1, int(_number(env, "WEBHOOK_WORKER_CONCURRENCY", 64))),
-            extra=dict(env),
-        )
-        return settings
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Self:
+        """Read the variables from the process environment (or from ``env``, for tests).
 
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """A handler's own setting (e.g. ``SLACK_WEBHOOK_URL``), from the same environment."""
-        value = self.extra.get(name)
-        return value if value not in (None, "") else default
+        Raises :class:`SettingsError` naming every variable whose value is unusable.
+        """
+        try:
+            if env is None:
+                return cls()
+            return cls.model_validate({key: value for key, value in env.items() if value != ""})
+        except ValidationError as exc:
+            raise SettingsError(describe_errors(cls, exc)) from None
+
+    @classmethod
+    def variables(cls) -> dict[str, bool]:
+        """Every variable this class reads, mapped to whether it holds a secret."""
+        return {
+            str(info.validation_alias or name): _is_secret(info.annotation)
+            for name, info in cls.model_fields.items()
+        }
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_is_secret(arg) for arg in get_args(annotation))
+
+
+def describe_errors(cls: type[EnvSettings], exc: ValidationError) -> str:
+    """``"WEBHOOK_MAX_ATTEMPTS='x': Input should be a valid integer"``, one per bad variable.
+
+    The value is shown unless the variable holds a secret.
+    """
+    secret = {name for name, is_secret in cls.variables().items() if is_secret}
+    parts = []
+    for error in exc.errors(include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else cls.__name__
+        shown = "" if name in secret or error["type"] == "missing" else f"={error['input']!r}"
+        parts.append(f"{name}{shown}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def forwarded_environment(
+    classes: Iterable[type[EnvSettings]], environ: Mapping[str, str]
+) -> dict[str, str]:
+    """The non-secret variables the given classes declare that are set in ``environ``.
+
+    ``webhook_app.py`` passes these to the Modal functions, so a handler's options reach the
+    cloud without anyone keeping a list of names; secrets come from Modal secrets only.
+    """
+    names = {
+        name for cls in classes for name, is_secret in cls.variables().items() if not is_secret
+    }
+    return {name: environ[name] for name in sorted(names) if environ.get(name)}
+
+
+class Settings(EnvSettings):
+    """What the receiver needs to know; the variables are listed in ``docs/operations.md``."""
+
+    # The edge: who may deliver, and how much.
+    secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), validation_alias="LS_WEBHOOK", repr=False
+    )
+    handlers: CommaList = Field(DEFAULT_HANDLERS, validation_alias="WEBHOOK_HANDLERS", min_length=1)
+    max_body_bytes: int = Field(25 * 1024 * 1024, validation_alias="WEBHOOK_MAX_BODY_BYTES", gt=0)
+
+    # Running handlers: attempts, backoff, and (locally) how many at once.
+    max_attempts: int = Field(5, validation_alias="WEBHOOK_MAX_ATTEMPTS", ge=1)
+    retry_base_seconds: float = Field(2.0, validation_alias="WEBHOOK_RETRY_BASE_SECONDS", ge=0)
+    retry_max_seconds: float = Field(300.0, validation_alias="WEBHOOK_RETRY_MAX_SECONDS", ge=0)
+    worker_concurrency: int = Field(64, validation_alias="WEBHOOK_WORKER_CONCURRENCY", ge=1)
+
+    # The local store.
+    store_path: Path = Field(Path("data/deliveries.sqlite3"), validation_alias="WEBHOOK_STORE_PATH")
+    store_busy_seconds: float = Field(2.0, validation_alias="WEBHOOK_STORE_BUSY_SECONDS", ge=0)
+
+    # LangSmith, for handlers and scripts.
+    langsmith_api_key: SecretStr | None = Field(None, validation_alias="LANGSMITH_API_KEY")
+    langsmith_endpoint: str = Field(
+        "https://api.smith.langchain.com", validation_alias="LANGSMITH_ENDPOINT"
+    )
+    langsmith_web_url: str = Field(
+        "https://smith.langchain.com", validation_alias="LANGSMITH_WEB_URL"
+    )
+
+    # Deployment: names of the Modal app, its secrets and its Dict.
+    app_name: ModalName = Field("langsmith-webhooks", validation_alias="WEBHOOK_APP_NAME")
+    webhook_secret_name: ModalName = Field("ls-webhook", validation_alias="WEBHOOK_SECRET_NAME")
+    langsmith_secret_name: ModalName = Field("langsmith", validation_alias="LANGSMITH_SECRET_NAME")
+    extra_secret_names: Annotated[tuple[ModalName, ...], NoDecode] = Field(
+        (), validation_alias="WEBHOOK_EXTRA_SECRETS"
+    )
+    dict_name: ModalName = Field(
+        "langsmith-webhook-deliveries", validation_alias="WEBHOOK_DICT_NAME"
+    )
+
+    _split = field_validator("secrets", "handlers", "extra_secret_names", mode="before")(split_list)
+
+    @field_validator("handlers")
+    @classmethod
+    def _module_paths(cls, handlers: tuple[str, ...]) -> tuple[str, ...]:
+        for path in handlers:
+            if not _MODULE_PATH.match(path):
+                raise ValueError(f"{path!r} is not a dotted module path")
+        return tuple(dict.fromkeys(handlers))
+
+    @field_validator("langsmith_endpoint", "langsmith_web_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return url.rstrip("/")
+
+    @property
+    def secret_values(self) -> tuple[str, ...]:
+        """The webhook secrets in clear, for comparison and log redaction only."""
+        return tuple(secret.get_secret_value() for secret in self.secrets)
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based): exponential backoff."""
         return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempt - 1))
+
+
+class HandlerOptions(EnvSettings):
+    """Base of a handler's ``Options``: its own variables, read and checked at start-up.
+
+    Type a credential as ``SecretStr | None``: it is then never forwarded in clear to the
+    Modal functions (put it in a Modal secret) and never shown in an error.
+    """

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from receiver.auth import SECRET_HEADER
-from receiver.deploy_tools import DEFAULT_STATE_PATH, CliError, ExitCode, State
+from receiver.cli.setup import DEFAULT_STATE_PATH, CliError, ExitCode, State
 from receiver.langsmith_api import LangSmithSetupError, make_client
 from receiver.settings import Settings
 

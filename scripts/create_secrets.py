@@ -25,7 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from receiver.deploy_tools import (
+from receiver.cli.setup import (
     CliError,
     ExitCode,
     State,

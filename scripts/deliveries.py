@@ -10,12 +10,13 @@ Exit code 0, or 2 when the store cannot be read.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 
-from receiver.operator import open_store, render_table
+from receiver.cli.operator import open_store, render_table
 from receiver.settings import Settings, SettingsError
-from receiver.store import StoreError
+from receiver.stores import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     try:
-        records = open_store(Settings.from_env(), on_modal=args.modal).recent(args.limit)
+        store = open_store(Settings.from_env(), on_modal=args.modal)
+        records = asyncio.run(store.recent(args.limit))
     except (StoreError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

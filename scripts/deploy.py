@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from receiver.auth import SECRET_HEADER, SECRET_QUERY_PARAM
-from receiver.deploy_tools import (
+from receiver.cli.setup import (
     CliError,
     ExitCode,
     State,
@@ -28,7 +28,7 @@ from receiver.deploy_tools import (
     require_modal_token,
     run_modal,
 )
-from receiver.operator import app_name
+from receiver.settings import Settings, SettingsError
 
 APP_FILE = Path(__file__).resolve().parent.parent / "webhook_app.py"
 
@@ -66,17 +66,21 @@ def main(
         state = State.load(args.state_file)
         secret = state.current_secret
         run_modal(["deploy", str(APP_FILE), *(["--env", args.env] if args.env else [])])
-        url = lookup(app_name(), args.env)
+        app_name = Settings.from_env().app_name
+        url = lookup(app_name, args.env)
         if not url:
             raise CliError(
                 ExitCode.NOT_FOUND,
-                f"app '{app_name()}' has no web URL: is WEBHOOK_APP_NAME the deployed app's name?",
+                f"app '{app_name}' has no web URL: is WEBHOOK_APP_NAME the deployed app's name?",
             )
         state.url = url
         state.save()
     except CliError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     print(webhook_configuration(url, secret if args.show_secret else None))
     return ExitCode.OK
 

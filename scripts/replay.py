@@ -17,23 +17,23 @@ import argparse
 import asyncio
 import sys
 
+from receiver.cli.operator import open_store, render_table
+from receiver.cli.replay import ReplayError, replay
 from receiver.delivery import DeliveryStatus
 from receiver.dispatch import Dispatcher
 from receiver.logs import configure_logging
-from receiver.operator import app_name, open_store, render_table
 from receiver.registry import HandlerLoadError, load_handlers
-from receiver.replay import ReplayError, replay
 from receiver.settings import Settings, SettingsError
-from receiver.store import DeliveryStore, StoreError
+from receiver.stores import DeliveryStore, StoreError
 
 
-def replay_on_modal(store: DeliveryStore, delivery_ids: list[str]) -> int:
+def replay_on_modal(store: DeliveryStore, delivery_ids: list[str], app_name: str) -> int:
     """Reset the failed handlers in the Dict and spawn the deployed ``process`` for each."""
     import modal
 
-    process = modal.Function.from_name(app_name(), "process")
+    process = modal.Function.from_name(app_name, "process")
     for delivery_id in delivery_ids:
-        reset = store.reset_failed(delivery_id)
+        reset = asyncio.run(store.reset_failed(delivery_id))
         call = process.spawn(delivery_id)
         print(f"{delivery_id}: reset {', '.join(reset) or 'nothing'}; spawned {call.object_id}")
     return 0
@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give DELIVERY_ID(s) or --failed (not both)")
     try:
         settings = Settings.from_env()
-        configure_logging(settings.secrets)
+        configure_logging(settings.secret_values)
         store = open_store(settings, on_modal=args.modal)
-        delivery_ids = args.delivery_ids or store.dead()
+        delivery_ids = args.delivery_ids or asyncio.run(store.dead())
         if not delivery_ids:
             print("no dead deliveries")
             return 0
         if args.modal:
-            return replay_on_modal(store, delivery_ids)
+            return replay_on_modal(store, delivery_ids, settings.app_name)
         dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)
         try:
             records = asyncio.run(replay(dispatcher, delivery_ids))

@@ -11,17 +11,17 @@ unfinished by a previous run are resumed at start.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import secrets
 import sys
 
 import uvicorn
+from pydantic import SecretStr
 
-from receiver.local import create_local_app, tune_garbage_collector
 from receiver.logs import configure_logging, install_redaction
 from receiver.registry import HandlerLoadError
+from receiver.runtimes.local import create_local_app, tune_garbage_collector
 from receiver.settings import Settings, SettingsError
-from receiver.store import StoreError
+from receiver.stores import StoreError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,8 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     generated = not settings.secrets
     if generated:
-        settings = dataclasses.replace(settings, secrets=(secrets.token_urlsafe(32),))
-    configure_logging(settings.secrets)
+        settings = settings.model_copy(update={"secrets": (SecretStr(secrets.token_urlsafe(32)),)})
+    configure_logging(settings.secret_values)
     try:
         app = create_local_app(settings)
     except (HandlerLoadError, StoreError) as exc:
@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     if generated:
         # The one place a secret is printed: the user has to paste it somewhere.
         print("LS_WEBHOOK is not set; generated a secret for this run. Send deliveries to:")
-        print(f"  {base}?secret={settings.secrets[0]}", flush=True)
+        print(f"  {base}?secret={settings.secret_values[0]}", flush=True)
     else:
         print(f"Send deliveries to {base}?secret=<LS_WEBHOOK> or with the X-Webhook-Secret header")
 
     tune_garbage_collector()
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
-    install_redaction(settings.secrets)  # uvicorn.Config has just (re)configured its loggers
+    install_redaction(settings.secret_values)  # uvicorn.Config has just (re)configured its loggers
     uvicorn.Server(config).run()
     return 0
 

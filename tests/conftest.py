@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 from support.live_server import LiveServer
 from support.payloads import SAMPLE_PATH
 
-from receiver.local import create_local_app
+from receiver.runtimes.local import create_local_app
 from receiver.settings import Settings
 
 SECRET = "test-secret-3f9a1c"
@@ -49,18 +49,39 @@ def read_calls(record_path: Path) -> list[tuple[str, str, int, str]]:
     return calls
 
 
-@pytest.fixture
-def make_settings(tmp_path: Path, record_path: Path) -> Callable[..., Settings]:
-    """Settings on a fresh store in ``tmp_path``, with the recording handler by default."""
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No variable the receiver or a handler reads leaks in from the shell running the tests."""
+    from receiver.registry import import_handler_module, options_class
 
-    def make(**overrides: object) -> Settings:
-        extra = {"TEST_RECORD_PATH": str(record_path), **overrides.pop("extra", {})}
+    names = set(Settings.variables())
+    for module in (
+        "handlers.corrections_to_dataset",
+        "handlers.notify_slack",
+        "handlers._template",
+    ):
+        names |= set(options_class(import_handler_module(module)).variables())
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def make_settings(
+    tmp_path: Path, record_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Settings on a fresh store in ``tmp_path``, with the recording handler by default.
+
+    ``env`` sets the handlers' variables (their options are read from the environment).
+    """
+
+    def make(env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        for name, value in {"TEST_RECORD_PATH": str(record_path), **(env or {})}.items():
+            monkeypatch.setenv(name, value)
         values = {
             "secrets": (SECRET,),
             "handlers": ("handlers_for_tests.recording",),
             "store_path": tmp_path / "deliveries.sqlite3",
             "retry_base_seconds": 0.01,
-            "extra": extra,
             **overrides,
         }
         return Settings(**values)

@@ -6,14 +6,13 @@ import uuid
 
 import pytest
 from conftest import HEADER, drain
+from support.handler_context import context_for
 from support.langsmith_emulator import running_emulator
 from support.payloads import payload_with_runs
 
 from handlers import corrections_to_dataset
 from receiver.delivery import DeliveryStatus
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload
-from receiver.settings import Settings
+from receiver.sources import RulePayload
 
 DATASET = "corrections-under-test"
 
@@ -24,21 +23,17 @@ def emulator():
         yield emulator
 
 
-def settings_for(emulator, **extra):
-    return Settings(
-        extra={
-            "LANGSMITH_API_KEY": "lsv2_test_key",
-            "LANGSMITH_ENDPOINT": emulator.api_url,
-            "LS_DATASET_NAME": DATASET,
-            **extra,
-        }
-    )
+def langsmith_env(emulator, **env: str) -> dict[str, str]:
+    return {
+        "LANGSMITH_API_KEY": "lsv2_test_key",
+        "LANGSMITH_ENDPOINT": emulator.api_url,
+        "LS_DATASET_NAME": DATASET,
+        **env,
+    }
 
 
-def run_handler(emulator, payload: dict, **extra) -> None:
-    settings = settings_for(emulator, **extra)
-    logger = logging.LoggerAdapter(logging.getLogger("handlers.corrections_to_dataset"), {})
-    context = HandlerContext("delivery-1", "handlers.corrections_to_dataset", 1, settings, logger)
+def run_handler(emulator, payload: dict, **env: str) -> None:
+    context = context_for(corrections_to_dataset, langsmith_env(emulator, **env))
     corrections_to_dataset.handle(RulePayload.model_validate(payload), context)
 
 
@@ -205,18 +200,14 @@ def test_langsmith_failing_with_503_then_recovering_creates_the_examples_once(
     emulator.fail("/examples/bulk", 503, times=5)  # more than the SDK's own 3 retries
     settings = make_settings(
         handlers=("handlers.corrections_to_dataset",),
-        extra={
-            "LANGSMITH_API_KEY": "lsv2_test_key",
-            "LANGSMITH_ENDPOINT": emulator.api_url,
-            "LS_DATASET_NAME": DATASET,
-        },
+        env=langsmith_env(emulator),
     )
     with open_client(settings) as client:
         delivery_id = client.post("/", content=json.dumps(payload), headers=HEADER).json()[
             "delivery_id"
         ]
         drain(client)
-        record = client.app.state.store.get(delivery_id)
+        record = client.portal.call(client.app.state.store.get, delivery_id)
     assert record.status is DeliveryStatus.DONE
     assert record.handlers["handlers.corrections_to_dataset"].attempts == 2
     assert len(emulator.examples_in(DATASET)) == 3

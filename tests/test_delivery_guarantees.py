@@ -72,7 +72,7 @@ def test_an_unwritable_store_answers_503_and_writes_nothing(
             blocker.close()
         assert refused.status_code == 503
         assert "retry" in refused.json()["error"]
-        assert client.app.state.store.recent() == []
+        assert client.portal.call(client.app.state.store.recent) == []
 
         accepted = client.post("/", content=body, headers=HEADER)
         drain(client)
@@ -130,6 +130,6 @@ def test_deliveries_are_listed_newest_first_with_their_status(make_settings, ope
             for _ in range(3)
         ]
         drain(client)
-        recent = client.app.state.store.recent(limit=2)
+        recent = client.portal.call(client.app.state.store.recent, 2)
     assert [record.id for record in recent] == ids[::-1][:2]
     assert all(record.status is DeliveryStatus.DONE for record in recent)

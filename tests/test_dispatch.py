@@ -6,10 +6,10 @@ import logging
 from conftest import HEADER, drain, read_calls
 from support.payloads import unique_body
 
+from receiver.cli.replay import replay
 from receiver.delivery import DeliveryStatus, HandlerStatus
 from receiver.dispatch import Dispatcher, HandlerContext
 from receiver.registry import load_handlers
-from receiver.replay import replay
 from receiver.settings import Settings
 
 RECORDING = "handlers_for_tests.recording"
@@ -30,7 +30,7 @@ def test_one_handler_raising_does_not_stop_the_others(
     with open_client(settings) as client, caplog.at_level(logging.INFO):
         delivery_id = post(client, unique_body())
         drain(client)
-        record = client.app.state.store.get(delivery_id)
+        record = client.portal.call(client.app.state.store.get, delivery_id)
     assert record.handlers[RECORDING].status is HandlerStatus.DONE
     assert record.handlers[BROKEN].status is HandlerStatus.FAILED
     assert "RuntimeError: downstream rejected the payload" in record.handlers[BROKEN].last_error
@@ -45,7 +45,7 @@ def test_a_handler_failing_twice_is_done_after_three_attempts_and_its_sibling_ra
     with open_client(make_settings(handlers=(FLAKY, RECORDING))) as client:
         delivery_id = post(client, unique_body())
         drain(client)
-        record = client.app.state.store.get(delivery_id)
+        record = client.portal.call(client.app.state.store.get, delivery_id)
     assert record.status is DeliveryStatus.DONE
     assert record.handlers[FLAKY].attempts == 3
     calls = read_calls(record_path)
@@ -58,10 +58,8 @@ def test_a_handler_failing_twice_is_done_after_three_attempts_and_its_sibling_ra
 
 
 def test_retries_wait_with_exponential_backoff(make_settings, tmp_path):
-    settings = make_settings(
-        handlers=(FLAKY,), retry_base_seconds=1.5, extra={"FLAKY_FAILURES": "3"}
-    )
-    from receiver.store import SqliteStore
+    settings = make_settings(handlers=(FLAKY,), retry_base_seconds=1.5, env={"FLAKY_FAILURES": "3"})
+    from receiver.stores.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "backoff.sqlite3")
     waits = []
@@ -73,7 +71,7 @@ def test_retries_wait_with_exponential_backoff(make_settings, tmp_path):
     from receiver.delivery import DeliveryRecord, HandlerState
 
     body = unique_body()
-    store.accept(DeliveryRecord("d1", 0.0, "rule", 1, {FLAKY: HandlerState()}), body)
+    asyncio.run(store.accept(DeliveryRecord("d1", 0.0, "rule", 1, {FLAKY: HandlerState()}), body))
     record = asyncio.run(dispatcher.process("d1"))
     assert record.status is DeliveryStatus.DONE
     assert waits == [1.5, 3.0, 6.0]
@@ -84,23 +82,23 @@ def test_a_handler_that_always_fails_ends_dead_and_a_replay_after_the_fix_comple
 ):
     marker = tmp_path / "fixed"
     settings = make_settings(
-        handlers=(BROKEN, RECORDING), max_attempts=3, extra={"FIX_MARKER": str(marker)}
+        handlers=(BROKEN, RECORDING), max_attempts=3, env={"FIX_MARKER": str(marker)}
     )
     with open_client(settings) as client, caplog.at_level(logging.ERROR):
         delivery_id = post(client, unique_body())
         drain(client)
         store = client.app.state.store
-        record = store.get(delivery_id)
+        record = client.portal.call(store.get, delivery_id)
     assert record.status is DeliveryStatus.DEAD
     assert record.handlers[BROKEN].attempts == 3
-    assert store.dead() == [delivery_id]
+    assert asyncio.run(store.dead()) == [delivery_id]
     assert f"delivery={delivery_id} dead: {BROKEN} failed after 3 attempts" in caplog.text
 
     marker.touch()
     dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)
     [replayed] = asyncio.run(replay(dispatcher, [delivery_id]))
     assert replayed.status is DeliveryStatus.DONE
-    assert store.dead() == []
+    assert asyncio.run(store.dead()) == []
     calls = read_calls(record_path)
     assert [c for c in calls if c[0] == BROKEN][-1] == (BROKEN, delivery_id, 1, "ok")
     assert len([c for c in calls if c[0] == RECORDING]) == 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from conftest import HEADER, SECRET
+from conftest import HEADER, SECRET, drain
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -16,9 +16,10 @@ from schemathesis.specs.openapi.checks import negative_data_rejection
 from starlette.testclient import TestClient
 from support.payloads import sample_payload
 
-from receiver.local import create_local_app
-from receiver.payload import RulePayload
+from receiver.delivery import DeliveryStatus
+from receiver.runtimes.local import create_local_app
 from receiver.settings import Settings
+from receiver.sources import RuleEnvelope, RulePayload
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -108,14 +109,28 @@ def test_hostile_bodies_get_a_4xx_or_202_and_the_server_keeps_serving(hostile_cl
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=_mutations())
-def test_mutated_payloads_are_refused_with_422_or_accepted_never_5xx(hostile_client, body):
+def test_mutated_payloads_are_422_only_for_a_wrong_envelope_and_never_lost_otherwise(
+    hostile_client, body
+):
+    """The edge checks what its answer needs; a run the worker cannot read is a dead letter."""
     response = hostile_client.post("/", content=json.dumps(body), headers=HEADER)
+    try:
+        RuleEnvelope.model_validate(body)
+    except ValidationError:
+        assert response.status_code == 422, response.text
+        return
+    assert response.status_code == 202, response.text
+    drain(hostile_client)
+    store = hostile_client.app.state.store
+    record = hostile_client.portal.call(store.get, response.json()["delivery_id"])
     try:
         RulePayload.model_validate(body)
     except ValidationError:
-        assert response.status_code == 422, response.text
+        assert record.status is DeliveryStatus.DEAD
+        [state] = record.handlers.values()
+        assert state.last_error.startswith("the body is not a valid rule payload")
     else:
-        assert response.status_code == 202, response.text
+        assert record.status is DeliveryStatus.DONE
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.function_scoped_fixture])

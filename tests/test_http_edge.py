@@ -9,7 +9,7 @@ from conftest import HEADER, SECRET, drain, read_calls
 from support.payloads import sample_payload, unique_body
 
 from receiver.delivery import derive_delivery_id
-from receiver.local import create_local_app
+from receiver.runtimes.local import create_local_app
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_a_missing_or_wrong_secret_is_401_and_no_handler_runs(
     assert response.json() == {"error": "missing or wrong webhook secret"}
     drain(client)
     assert read_calls(record_path) == []
-    assert client.app.state.store.recent() == []
+    assert client.portal.call(client.app.state.store.recent) == []
 
 
 def test_a_wrong_header_is_not_rescued_by_a_right_query(client, sample_body):
@@ -71,7 +71,7 @@ def test_no_configured_secret_refuses_every_post_with_503_and_says_why(
         for headers in ({}, {"X-Webhook-Secret": ""}, {"X-Webhook-Secret": "anything"}):
             assert client.post("/", content=sample_body, headers=headers).status_code == 503
         assert "LS_WEBHOOK" in caplog.text
-        assert client.app.state.store.recent() == []
+        assert client.portal.call(client.app.state.store.recent) == []
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from support.langsmith_sender import deliver
 from support.live_server import uvicorn_in_thread, wait_for
 from support.payloads import sample_payload, unique_body
 
-from receiver.local import create_local_app
+from receiver.runtimes.local import create_local_app
 
 
 def test_every_status_code_over_a_real_socket(live_server, sample_body, record_path):

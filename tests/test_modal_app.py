@@ -1,6 +1,7 @@
 """The Modal definition, checked with the real ``modal`` package, offline."""
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from support.payloads import unique_body
 
 import webhook_app
 from receiver.delivery import DeliveryStatus
-from receiver.modal_runtime import ModalDictStore, create_modal_app, process_delivery
+from receiver.runtimes.modal import create_modal_app, process_delivery
 from receiver.settings import Settings
+from receiver.stores.modal_dict import ModalDictStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,10 +78,63 @@ def test_the_langsmith_secret_name_and_extra_handler_packages_come_from_the_depl
     out = _import_in_fresh_interpreter(
         "import webhook_app as w; print(w.process.info().secrets, w.local_packages)",
         LANGSMITH_SECRET_NAME="ls-prod",
-        WEBHOOK_HANDLERS="handlers.log_runs,acme.hooks",
+        WEBHOOK_HANDLERS="handlers.log_runs,handlers_for_tests.recording",
+        TEST_RECORD_PATH="/tmp/calls.log",
+        PYTHONPATH=str(ROOT / "tests"),
     )
     assert "'ls-prod'" in out
-    assert "['acme', 'handlers', 'receiver']" in out
+    assert "['handlers', 'handlers_for_tests', 'receiver']" in out
+
+
+def test_a_handler_that_cannot_load_fails_the_deploy_naming_it():
+    result = subprocess.run(
+        [sys.executable, "-c", "import webhook_app"],
+        cwd=ROOT,
+        env={**os.environ, "WEBHOOK_HANDLERS": "handlers.log_runs,acme.hooks"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "handler module 'acme.hooks' (from WEBHOOK_HANDLERS) cannot be imported" in result.stderr
+
+
+def test_declared_options_reach_both_functions_and_secrets_never_do():
+    out = _import_in_fresh_interpreter(
+        "import webhook_app as w, json; print(json.dumps(w.runtime_env))",
+        WEBHOOK_HANDLERS="handlers.notify_slack,handlers.corrections_to_dataset",
+        SLACK_NOTIFY_ONLY_ERRORS="true",
+        SLACK_WEBHOOK_URL="https://hooks.slack.test/secret-path",
+        LS_DATASET_NAME="prod-corrections",
+        LS_WEBHOOK="webhook-secret-value",
+        LANGSMITH_API_KEY="lsv2_secret_key",
+        WEBHOOK_MAX_ATTEMPTS="7",
+        UNRELATED_VARIABLE="x",
+    )
+    assert json.loads(out) == {
+        "LS_DATASET_NAME": "prod-corrections",
+        "SLACK_NOTIFY_ONLY_ERRORS": "true",
+        "WEBHOOK_HANDLERS": "handlers.notify_slack,handlers.corrections_to_dataset",
+        "WEBHOOK_MAX_ATTEMPTS": "7",
+    }
+
+
+def test_the_web_function_loads_no_sqlite_store_no_local_worker_and_no_cli_code():
+    out = _import_in_fresh_interpreter(
+        "import sys, webhook_app; webhook_app.web.local();"
+        " print(sorted(m for m in sys.modules if m.startswith(('receiver.stores.sqlite',"
+        " 'receiver.runtimes.local', 'receiver.runtimes.worker', 'receiver.cli', 'sqlite3'))))",
+        LS_WEBHOOK="s",
+    )
+    assert out == "[]"
+
+
+def test_the_page_templates_are_added_to_the_image_with_the_code():
+    skipped = webhook_app.not_source  # what add_local_python_source leaves out
+    for path in (ROOT / "receiver").rglob("*"):
+        if path.is_file() and path.suffix in (".py", ".html"):
+            assert not skipped(path.relative_to(ROOT)), path
+    assert skipped(Path("receiver/__pycache__/edge.cpython-311.pyc"))
 
 
 @pytest.fixture
@@ -128,7 +183,7 @@ def test_the_web_function_serves_the_factory_app_which_records_and_spawns(
     result = asyncio.run(process_delivery(Settings.from_env(), entries, delivery_id))
     assert result["status"] == "done"
     assert read_calls(record_path) == [("handlers_for_tests.recording", delivery_id, 1, "ok")]
-    assert ModalDictStore(entries).get(delivery_id).status is DeliveryStatus.DONE
+    assert asyncio.run(ModalDictStore(entries).get(delivery_id)).status is DeliveryStatus.DONE
 
 
 def test_loading_every_shipped_handler_keeps_heavy_imports_out_of_the_web_path():

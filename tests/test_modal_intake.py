@@ -1,5 +1,6 @@
 """Durable-before-acknowledged on Modal: the Dict record and the spawn both happen before 202."""
 
+import asyncio
 import time
 
 import pytest
@@ -8,10 +9,11 @@ from starlette.testclient import TestClient
 from support.memory_dict import MemoryDict
 from support.payloads import unique_body
 
-from receiver import modal_runtime
 from receiver.delivery import DeliveryRecord, derive_delivery_id
-from receiver.modal_runtime import ModalDictStore, create_modal_app
+from receiver.runtimes.modal import create_modal_app
 from receiver.settings import Settings
+from receiver.stores import modal_dict
+from receiver.stores.modal_dict import ModalDictStore
 
 
 class Spawner:
@@ -55,7 +57,9 @@ def test_a_duplicate_arriving_while_the_first_copy_is_being_recorded_is_asked_to
     entries, spawner, body = MemoryDict(), Spawner(), unique_body()
     store = ModalDictStore(entries)
     settings = Settings(secrets=(SECRET,))
-    store.accept(DeliveryRecord(derive_delivery_id(body), time.time(), "r", 1, {}), body)
+    asyncio.run(
+        store.accept(DeliveryRecord(derive_delivery_id(body), time.time(), "r", 1, {}), body)
+    )
     with TestClient(create_modal_app(settings, entries, spawner)) as client:
         assert client.post("/", content=body, headers=HEADER).status_code == 503
     assert spawner.spawned == []
@@ -63,8 +67,9 @@ def test_a_duplicate_arriving_while_the_first_copy_is_being_recorded_is_asked_to
 
 def test_a_record_whose_spawn_was_lost_is_spawned_by_a_later_redelivery(monkeypatch):
     entries, spawner, body = MemoryDict(), Spawner(), unique_body()
-    monkeypatch.setattr(modal_runtime, "SPAWN_GRACE_SECONDS", 0.0)
-    ModalDictStore(entries).accept(DeliveryRecord(derive_delivery_id(body), 0.0, "r", 1, {}), body)
+    monkeypatch.setattr(modal_dict, "SPAWN_GRACE_SECONDS", 0.0)
+    record = DeliveryRecord(derive_delivery_id(body), 0.0, "r", 1, {})
+    asyncio.run(ModalDictStore(entries).accept(record, body))
     with client_for(entries, spawner) as client:
         response = client.post("/", content=body, headers=HEADER)
     assert response.status_code == 202

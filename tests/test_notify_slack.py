@@ -4,13 +4,12 @@ import json
 import logging
 
 import pytest
+from support.handler_context import context_for
 from support.payloads import payload_with_runs
 from support.slack_receiver import running_slack
 
 from handlers import notify_slack
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload
-from receiver.settings import Settings
+from receiver.sources import RulePayload
 
 
 @pytest.fixture
@@ -19,11 +18,8 @@ def slack():
         yield receiver
 
 
-def notify(payload: dict, **extra: str) -> None:
-    settings = Settings(extra=extra)
-    logger = logging.LoggerAdapter(logging.getLogger("handlers.notify_slack"), {})
-    context = HandlerContext("delivery-1", "handlers.notify_slack", 1, settings, logger)
-    notify_slack.handle(RulePayload.model_validate(payload), context)
+def notify(payload: dict, **env: str) -> None:
+    notify_slack.handle(RulePayload.model_validate(payload), context_for(notify_slack, env))
 
 
 def mixed_payload(errored: int, ok: int = 2) -> dict:

@@ -1,5 +1,6 @@
 """scripts/deliveries.py and scripts/replay.py, run as a user runs them."""
 
+import asyncio
 import json
 import os
 import subprocess
@@ -30,7 +31,7 @@ def dead_delivery(make_settings, open_client, tmp_path, record_path):
     """A store holding one dead delivery, and the environment that points the scripts at it."""
     marker = tmp_path / "fixed"
     settings = make_settings(
-        handlers=(BROKEN, RECORDING), max_attempts=2, extra={"FIX_MARKER": str(marker)}
+        handlers=(BROKEN, RECORDING), max_attempts=2, env={"FIX_MARKER": str(marker)}
     )
     with open_client(settings) as client:
         delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
@@ -99,14 +100,20 @@ def deployed_dict(monkeypatch):
     from support.memory_dict import MemoryDict
 
     from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
-    from receiver.modal_runtime import ModalDictStore
+    from receiver.stores.modal_dict import ModalDictStore
 
     entries, spawned = MemoryDict(), []
     store = ModalDictStore(entries)
-    store.accept(DeliveryRecord("dead-1", 1.0, "rule", 3, {BROKEN: HandlerState()}), b"{}")
-    store.start_attempt("dead-1", BROKEN)
-    store.finish_attempt("dead-1", BROKEN, "RuntimeError: boom", final=True)
-    assert store.get("dead-1").handlers[BROKEN].status is HandlerStatus.FAILED
+
+    async def dead_delivery() -> None:
+        await store.accept(
+            DeliveryRecord("dead-1", 1.0, "rule", 3, {BROKEN: HandlerState()}), b"{}"
+        )
+        await store.start_attempt("dead-1", BROKEN)
+        await store.finish_attempt("dead-1", BROKEN, "RuntimeError: boom", final=True)
+
+    asyncio.run(dead_delivery())
+    assert asyncio.run(store.get("dead-1")).handlers[BROKEN].status is HandlerStatus.FAILED
 
     class Process:
         def spawn(self, delivery_id):
@@ -131,7 +138,7 @@ def test_replay_with_modal_resets_the_failed_handlers_and_spawns_process(deploye
     store, spawned, _ = deployed_dict
     assert load_script("replay").main(["--failed", "--modal"]) == 0
     assert spawned == ["dead-1"]
-    assert store.get("dead-1").handlers[BROKEN].status.value == "pending"
+    assert asyncio.run(store.get("dead-1")).handlers[BROKEN].status.value == "pending"
     assert (
         "dead-1: reset handlers_for_tests.broken_until_fixed; spawned fc-1"
         in capsys.readouterr().out

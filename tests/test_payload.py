@@ -7,7 +7,7 @@ import pytest
 from pydantic import ValidationError
 from support.payloads import sample_payload
 
-from receiver.payload import RulePayload
+from receiver.sources import RulePayload
 
 
 def test_the_sample_body_validates_with_its_runs_and_feedback_stats(sample_body):

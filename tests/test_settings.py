@@ -1,40 +1,77 @@
-"""Settings come from the environment, parsed once, with clear errors."""
+"""Settings are declared once, read from the environment, and a bad value stops the start."""
 
 from pathlib import Path
 
 import pytest
 
-from receiver.settings import DEFAULT_HANDLERS, Settings, SettingsError
+from receiver.settings import DEFAULT_HANDLERS, Settings, SettingsError, forwarded_environment
+
+# One unusable value for every variable that can hold one (secrets, keys and paths are
+# free-form text; a store path that cannot be opened is refused when the store opens).
+BAD_VALUES = {
+    "WEBHOOK_HANDLERS": "handlers.log_runs,not a module",
+    "WEBHOOK_MAX_BODY_BYTES": "25MB",
+    "WEBHOOK_MAX_ATTEMPTS": "0",
+    "WEBHOOK_RETRY_BASE_SECONDS": "-1",
+    "WEBHOOK_RETRY_MAX_SECONDS": "soon",
+    "WEBHOOK_WORKER_CONCURRENCY": "0",
+    "WEBHOOK_STORE_BUSY_SECONDS": "two",
+    "LANGSMITH_ENDPOINT": "api.smith.langchain.com",
+    "LANGSMITH_WEB_URL": "smith.langchain.com",
+    "WEBHOOK_APP_NAME": "my app",
+    "WEBHOOK_SECRET_NAME": "ls/webhook",
+    "LANGSMITH_SECRET_NAME": "x" * 65,
+    "WEBHOOK_EXTRA_SECRETS": "slack, bad name",
+    "WEBHOOK_DICT_NAME": "deliveries!",
+}
+FREE_FORM = {"LS_WEBHOOK", "LANGSMITH_API_KEY", "WEBHOOK_STORE_PATH"}
 
 
-def test_defaults_when_the_environment_is_empty():
-    settings = Settings.from_env({})
-    assert settings.secrets == ()
-    assert settings.handlers == DEFAULT_HANDLERS
-    assert settings.max_body_bytes == 25 * 1024 * 1024
-    assert settings.store_path == Path("data/deliveries.sqlite3")
+def test_every_declared_variable_has_a_bad_value_under_test_or_is_free_form():
+    assert set(Settings.variables()) == set(BAD_VALUES) | FREE_FORM
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_VALUES.items())
+def test_a_bad_value_stops_the_start_with_a_message_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env({name: value})
+
+
+@pytest.mark.parametrize(("name", "value"), list(BAD_VALUES.items())[:3])
+def test_the_process_environment_is_read_the_same_way(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_env()
+
+
+def test_the_store_busy_timeout_is_read():
+    assert Settings.from_env({"WEBHOOK_STORE_BUSY_SECONDS": "0.5"}).store_busy_seconds == 0.5
+
+
+def test_defaults_when_the_environment_is_empty_or_blank():
+    for env in ({}, {"WEBHOOK_HANDLERS": "", "WEBHOOK_MAX_BODY_BYTES": ""}):
+        settings = Settings.from_env(env)
+        assert settings.secrets == ()
+        assert settings.handlers == DEFAULT_HANDLERS
+        assert settings.max_body_bytes == 25 * 1024 * 1024
+        assert settings.store_path == Path("data/deliveries.sqlite3")
 
 
 def test_comma_separated_secrets_and_handlers_are_split_and_trimmed():
     settings = Settings.from_env(
         {"LS_WEBHOOK": " old , new ,", "WEBHOOK_HANDLERS": "handlers.log_runs, acme.hooks"}
     )
-    assert settings.secrets == ("old", "new")
+    assert settings.secret_values == ("old", "new")
     assert settings.handlers == ("handlers.log_runs", "acme.hooks")
 
 
-def test_secrets_do_not_appear_in_the_settings_repr():
+def test_secrets_appear_neither_in_the_repr_nor_in_an_error():
     settings = Settings.from_env({"LS_WEBHOOK": "hunter2", "LANGSMITH_API_KEY": "lsv2_key"})
     assert "hunter2" not in repr(settings)
     assert "lsv2_key" not in repr(settings)
-
-
-@pytest.mark.parametrize(
-    ("name", "value"), [("WEBHOOK_MAX_BODY_BYTES", "lots"), ("WEBHOOK_MAX_ATTEMPTS", "-1")]
-)
-def test_invalid_numbers_are_refused_with_the_variable_name(name, value):
-    with pytest.raises(SettingsError, match=name):
-        Settings.from_env({name: value})
+    with pytest.raises(SettingsError) as error:
+        Settings.from_env({"LS_WEBHOOK": "hunter2", "WEBHOOK_MAX_ATTEMPTS": "x"})
+    assert "hunter2" not in str(error.value)
 
 
 def test_retry_delay_doubles_up_to_the_maximum():
@@ -42,7 +79,12 @@ def test_retry_delay_doubles_up_to_the_maximum():
     assert [settings.retry_delay(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
 
 
-def test_handler_options_are_read_through_get():
-    settings = Settings.from_env({"SLACK_WEBHOOK_URL": "https://hooks.example/x", "EMPTY": ""})
-    assert settings.get("SLACK_WEBHOOK_URL") == "https://hooks.example/x"
-    assert settings.get("EMPTY", "fallback") == "fallback"
+def test_only_declared_non_secret_variables_are_forwarded():
+    environ = {
+        "WEBHOOK_MAX_ATTEMPTS": "3",
+        "LS_WEBHOOK": "secret",
+        "LANGSMITH_API_KEY": "lsv2",
+        "HOME": "/root",
+        "WEBHOOK_DICT_NAME": "",
+    }
+    assert forwarded_environment([Settings], environ) == {"WEBHOOK_MAX_ATTEMPTS": "3"}

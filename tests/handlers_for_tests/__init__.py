@@ -1,1 +1,1 @@
-"""Handler modules used by the tests; each records what it did in a file named by settings."""
+"""Handler modules used by the tests; each records its calls in the TEST_RECORD_PATH file."""

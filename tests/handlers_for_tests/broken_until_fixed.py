@@ -1,14 +1,19 @@
-"""Fails until the file named by the FIX_MARKER setting exists (a bug fixed by an operator)."""
+"""Fails until the file named by FIX_MARKER exists (a bug fixed by an operator)."""
 
-import os
+from pathlib import Path
 
-from handlers_for_tests.recording import record
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload
+from pydantic import Field
+
+from handlers_for_tests import recording
+from receiver import HandlerContext, RulePayload
+
+
+class Options(recording.Options):
+    fix_marker: Path = Field(Path("/nonexistent"), validation_alias="FIX_MARKER")
 
 
 def handle(payload: RulePayload, context: HandlerContext) -> None:
-    if not os.path.exists(context.settings.get("FIX_MARKER", "/nonexistent")):
-        record(context, "failed")
+    if not context.options.fix_marker.exists():
+        recording.record(context, "failed")
         raise RuntimeError("downstream rejected the payload")
-    record(context, "ok")
+    recording.record(context, "ok")

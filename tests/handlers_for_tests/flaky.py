@@ -1,12 +1,17 @@
 """Fails on its first FLAKY_FAILURES attempts (default 2), then succeeds."""
 
-from handlers_for_tests.recording import record
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload
+from pydantic import Field
+
+from handlers_for_tests import recording
+from receiver import HandlerContext, RulePayload
+
+
+class Options(recording.Options):
+    failures: int = Field(2, validation_alias="FLAKY_FAILURES")
 
 
 def handle(payload: RulePayload, context: HandlerContext) -> None:
-    if context.attempt <= int(context.settings.get("FLAKY_FAILURES", "2")):
-        record(context, "failed")
+    if context.attempt <= context.options.failures:
+        recording.record(context, "failed")
         raise ConnectionError(f"flaky failure on attempt {context.attempt}")
-    record(context, "ok")
+    recording.record(context, "ok")

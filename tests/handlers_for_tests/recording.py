@@ -1,13 +1,20 @@
-"""Appends one line per call to the file named by the TEST_RECORD_PATH setting."""
+"""Appends one line per call to the file named by TEST_RECORD_PATH."""
 
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload
+from pathlib import Path
+
+from pydantic import Field
+
+from receiver import HandlerContext, HandlerOptions, RulePayload
+
+
+class Options(HandlerOptions):
+    record_path: Path = Field(validation_alias="TEST_RECORD_PATH")
 
 
 def record(context: HandlerContext, outcome: str) -> None:
     """Append ``handler delivery attempt outcome`` to the record file (one write, atomic)."""
     line = f"{context.handler} {context.delivery_id} {context.attempt} {outcome}\n"
-    with open(context.settings.get("TEST_RECORD_PATH"), "a") as out:
+    with open(context.options.record_path, "a") as out:
         out.write(line)
 
 

@@ -2,11 +2,16 @@
 
 import asyncio
 
-from handlers_for_tests.recording import record
-from receiver.dispatch import HandlerContext
-from receiver.payload import RulePayload
+from pydantic import Field
+
+from handlers_for_tests import recording
+from receiver import HandlerContext, RulePayload
+
+
+class Options(recording.Options):
+    seconds: float = Field(10.0, validation_alias="SLOW_SECONDS")
 
 
 async def handle(payload: RulePayload, context: HandlerContext) -> None:
-    await asyncio.sleep(float(context.settings.get("SLOW_SECONDS", "10")))
-    record(context, "ok")
+    await asyncio.sleep(context.options.seconds)
+    recording.record(context, "ok")

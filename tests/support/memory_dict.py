@@ -1,4 +1,4 @@
-"""An in-memory stand-in for ``modal.Dict``'s blocking API (no Modal account offline).
+"""An in-memory stand-in for ``modal.Dict`` (no Modal account offline): blocking and ``.aio``.
 
 It follows the documented semantics the receiver relies on: ``put(key, value,
 skip_if_exists=True)`` stores only when the key is absent and returns whether it stored;
@@ -9,8 +9,33 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
+
+
+class _Method:
+    """A method callable as ``d.get(k)`` or ``await d.get.aio(k)``, like Modal's."""
+
+    def __init__(self, function: Callable[..., Any]) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any:
+        """A coroutine, or for ``keys`` an async iterator (Modal's generators are not awaited)."""
+        if self.function.__name__ == "keys":
+            return _aiter(self.function())
+        return _later(self.function, *args, **kwargs)
+
+
+async def _aiter(items: Iterator[Any]) -> AsyncIterator[Any]:
+    for item in items:
+        yield item
+
+
+async def _later(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return function(*args, **kwargs)
 
 
 class MemoryDict:
@@ -18,6 +43,8 @@ class MemoryDict:
         self._data: dict[Any, Any] = {}
         self._lock = threading.Lock()
         self.fail_puts = False
+        for name in ("put", "get", "pop", "keys"):
+            setattr(self, name, _Method(getattr(self, name)))
 
     def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
         with self._lock:

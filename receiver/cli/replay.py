@@ -26,9 +26,9 @@ async def replay(dispatcher: Dispatcher, delivery_ids: Sequence[str]) -> list[De
     store = dispatcher.store
     records = []
     for delivery_id in delivery_ids:
-        if await dispatcher.store_call(store.get, delivery_id) is None:
+        if await store.get(delivery_id) is None:
             raise ReplayError(f"no delivery {delivery_id} in the store")
-        reset = await dispatcher.store_call(store.reset_failed, delivery_id)
+        reset = await store.reset_failed(delivery_id)
         log.info(
             "delivery=%s replaying %s",
             delivery_id,

@@ -1,86 +1,26 @@
-"""The delivery store: what was accepted, and how far each handler got with it.
+"""The local delivery store: one SQLite file (stdlib ``sqlite3``, WAL mode).
 
-:class:`DeliveryStore` is the interface the HTTP edge, the dispatcher and the operator
-scripts use. :class:`SqliteStore` is the local implementation (stdlib ``sqlite3`` in WAL
-mode; a delivery is committed with ``synchronous=FULL`` before ``202`` is sent, concurrent
-deliveries sharing one commit); on Modal, ``receiver.modal_runtime.ModalDictStore``
-implements the same interface over a ``modal.Dict``.
+A delivery is committed with ``synchronous=FULL`` before ``202`` is sent, concurrent
+deliveries sharing one commit (see ``runtimes.local.LocalIntake``).
+
+The async methods run their SQL on the event loop itself, without a thread: each call takes
+well under a millisecond, and handing it to a thread costs more (the GIL hand-over) than the
+call. ``busy_timeout`` bounds how long one may wait for another process's lock.
 
     store = SqliteStore("data/deliveries.sqlite3")
-    if store.accept(record, body):  # False: already accepted (a redelivery)
-        ...
+    new = await store.accept(record, body)
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
 
 from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
-
-
-async def call_inline(function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """Run a store call on the event loop itself.
-
-    For the SQLite store this beats a thread: its calls take well under a millisecond, and
-    handing each one to a thread costs more (the GIL hand-over) than the call itself.
-    Network-backed stores (``modal.Dict``) are called through ``asyncio.to_thread``.
-    """
-    return function(*args, **kwargs)
-
-
-Body = bytes | bytearray  # a request body as read (the edge reads into a bytearray)
-
-
-class StoreError(RuntimeError):
-    """The store could not record or read a delivery (the edge answers 503 so LangSmith retries)."""
-
-
-class DeliveryStore(Protocol):
-    """What any delivery store offers; all methods are blocking and thread-safe."""
-
-    def accept(self, record: DeliveryRecord, body: Body) -> bool:
-        """Record a new delivery with its handlers pending; False if the id is already known."""
-        ...
-
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
-        """One delivery's record, or None."""
-        ...
-
-    def body(self, delivery_id: str) -> bytes:
-        """The raw body of an accepted delivery."""
-        ...
-
-    def start_attempt(self, delivery_id: str, handler: str) -> int:
-        """Count a new attempt of ``handler`` (before it runs) and return its number."""
-        ...
-
-    def finish_attempt(
-        self, delivery_id: str, handler: str, error: str | None, *, final: bool
-    ) -> None:
-        """Record an attempt's outcome: done, pending again (``error``), or failed (``final``)."""
-        ...
-
-    def recent(self, limit: int = 20) -> list[DeliveryRecord]:
-        """The latest deliveries, newest first."""
-        ...
-
-    def unfinished(self) -> list[str]:
-        """Ids of deliveries with a pending handler, oldest first (crash recovery)."""
-        ...
-
-    def dead(self) -> list[str]:
-        """Ids of deliveries with a handler that failed for good."""
-        ...
-
-    def reset_failed(self, delivery_id: str) -> list[str]:
-        """Make the failed handlers of a delivery pending again with fresh attempts."""
-        ...
-
+from receiver.stores import Body, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -109,7 +49,7 @@ _SELECT_RECORDS = (
 
 
 class SqliteStore:
-    """A :class:`DeliveryStore` in one SQLite file, shared safely by threads and processes.
+    """A :class:`~receiver.stores.DeliveryStore` in one SQLite file, safe across processes.
 
     ``busy_timeout`` bounds how long a write waits for another process's lock before the
     store gives up with :class:`StoreError`; it stays well under LangSmith's 5 s deadline.
@@ -165,10 +105,10 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise StoreError(f"delivery store {self.path}: {exc}") from exc
 
-    def accept(self, record: DeliveryRecord, body: Body) -> bool:
-        return self.accept_many([(record, body)])[0]
+    async def accept(self, record: DeliveryRecord, body: Body) -> bool:
+        return (await self.accept_many([(record, body)]))[0]
 
-    def accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, Body]]) -> list[bool]:
+    async def accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, Body]]) -> list[bool]:
         """:meth:`accept` for several deliveries in one transaction: all recorded, or none."""
         new = []
         with self._transaction(durable=True) as db:
@@ -190,11 +130,11 @@ class SqliteStore:
                 new.append(bool(inserted))
         return new
 
-    def get(self, delivery_id: str) -> DeliveryRecord | None:
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
         records = self._records("WHERE d.id = ?", (delivery_id,))
         return records[0] if records else None
 
-    def body(self, delivery_id: str) -> bytes:
+    async def body(self, delivery_id: str) -> bytes:
         rows = self._query("SELECT body FROM deliveries WHERE id = ?", (delivery_id,))
         if not rows:
             raise StoreError(f"no delivery {delivery_id} in {self.path}")
@@ -202,7 +142,7 @@ class SqliteStore:
 
     # One delivery's handler is only ever run by one worker at a time, so the bookkeeping
     # below uses single statements (each its own transaction) rather than BEGIN ... COMMIT.
-    def start_attempt(self, delivery_id: str, handler: str) -> int:
+    async def start_attempt(self, delivery_id: str, handler: str) -> int:
         key = (delivery_id, handler)
         self._query(
             "UPDATE handler_states SET attempts = attempts + 1"
@@ -214,7 +154,7 @@ class SqliteStore:
         )
         return attempts
 
-    def finish_attempt(
+    async def finish_attempt(
         self, delivery_id: str, handler: str, error: str | None, *, final: bool
     ) -> None:
         if error is None:
@@ -227,21 +167,21 @@ class SqliteStore:
             (status.value, error, delivery_id, handler),
         )
 
-    def recent(self, limit: int = 20) -> list[DeliveryRecord]:
+    async def recent(self, limit: int = 20) -> list[DeliveryRecord]:
         return self._records(
             "WHERE d.id IN (SELECT id FROM deliveries ORDER BY received_at DESC LIMIT ?)",
             (limit,),
             order="d.received_at DESC",
         )
 
-    def unfinished(self) -> list[str]:
+    async def unfinished(self) -> list[str]:
         return self._ids_with(HandlerStatus.PENDING)
 
-    def dead(self) -> list[str]:
-        dead_ids = set(self._ids_with(HandlerStatus.FAILED)) - set(self.unfinished())
+    async def dead(self) -> list[str]:
+        dead_ids = set(self._ids_with(HandlerStatus.FAILED)) - set(await self.unfinished())
         return sorted(dead_ids)
 
-    def reset_failed(self, delivery_id: str) -> list[str]:
+    async def reset_failed(self, delivery_id: str) -> list[str]:
         with self._transaction() as db:
             handlers = [
                 name

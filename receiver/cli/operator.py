@@ -1,30 +1,17 @@
 """What the operator scripts share: opening the right store and showing deliveries.
 
 store = open_store(settings, on_modal=False)
-print(render_table(store.recent(20)))
+print(render_table(await store.recent(20)))
 """
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 
 from receiver.delivery import DeliveryRecord
 from receiver.settings import Settings
-from receiver.store import DeliveryStore, SqliteStore
-
-DEFAULT_APP_NAME = "langsmith-webhooks"
-DEFAULT_DICT_NAME = "langsmith-webhook-deliveries"
-
-
-def app_name() -> str:
-    """The deployed Modal app's name (``WEBHOOK_APP_NAME``, as in ``webhook_app.py``)."""
-    return os.environ.get("WEBHOOK_APP_NAME", DEFAULT_APP_NAME)
-
-
-def deliveries_dict_name() -> str:
-    """The ``modal.Dict`` of deliveries (``WEBHOOK_DICT_NAME``, as in ``webhook_app.py``)."""
-    return os.environ.get("WEBHOOK_DICT_NAME", DEFAULT_DICT_NAME)
+from receiver.stores import DeliveryStore
+from receiver.stores.sqlite import SqliteStore
 
 
 def open_store(settings: Settings, *, on_modal: bool) -> DeliveryStore:
@@ -33,9 +20,9 @@ def open_store(settings: Settings, *, on_modal: bool) -> DeliveryStore:
         return SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
     import modal
 
-    from receiver.modal_runtime import ModalDictStore
+    from receiver.stores.modal_dict import ModalDictStore
 
-    return ModalDictStore(modal.Dict.from_name(deliveries_dict_name()))
+    return ModalDictStore(modal.Dict.from_name(settings.dict_name))
 
 
 def render_table(records: list[DeliveryRecord]) -> str:

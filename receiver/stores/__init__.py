@@ -1,0 +1,64 @@
+"""Delivery stores: what was accepted, and how far each handler got with it.
+
+:class:`DeliveryStore` is the one async interface the edge's intakes, the dispatcher and the
+operator scripts use. ``stores.sqlite`` implements it locally, ``stores.modal_dict`` on
+Modal; a new store (Postgres, Redis, ...) is a new module here implementing the protocol.
+
+    store = SqliteStore("data/deliveries.sqlite3")
+    if await store.accept(record, body):  # False: already accepted (a redelivery)
+        ...
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from receiver.delivery import DeliveryRecord
+
+Body = bytes | bytearray  # a request body as read (the edge reads into a bytearray)
+
+
+class StoreError(RuntimeError):
+    """The store could not record or read a delivery (the edge answers 503 so LangSmith retries)."""
+
+
+class DeliveryStore(Protocol):
+    """What any delivery store offers."""
+
+    async def accept(self, record: DeliveryRecord, body: Body) -> bool:
+        """Record a new delivery with its handlers pending; False if the id is already known."""
+        ...
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        """One delivery's record, or None."""
+        ...
+
+    async def body(self, delivery_id: str) -> bytes:
+        """The raw body of an accepted delivery."""
+        ...
+
+    async def start_attempt(self, delivery_id: str, handler: str) -> int:
+        """Count a new attempt of ``handler`` (before it runs) and return its number."""
+        ...
+
+    async def finish_attempt(
+        self, delivery_id: str, handler: str, error: str | None, *, final: bool
+    ) -> None:
+        """Record an attempt's outcome: done, pending again (``error``), or failed (``final``)."""
+        ...
+
+    async def recent(self, limit: int = 20) -> list[DeliveryRecord]:
+        """The latest deliveries, newest first."""
+        ...
+
+    async def unfinished(self) -> list[str]:
+        """Ids of deliveries with a pending handler, oldest first (crash recovery)."""
+        ...
+
+    async def dead(self) -> list[str]:
+        """Ids of deliveries with a handler that failed for good."""
+        ...
+
+    async def reset_failed(self, delivery_id: str) -> list[str]:
+        """Make the failed handlers of a delivery pending again with fresh attempts."""
+        ...

@@ -1,0 +1,174 @@
+"""The Modal delivery store: deliveries and handler states in a ``modal.Dict``.
+
+Keys: ``delivery:{id}`` (metadata, written once with ``skip_if_exists``: the first writer
+wins, so a redelivery is recognised across containers), ``body:{id}`` (raw body) and
+``handler:{id}:{name}`` (one handler's state; absent means pending). Modal drops Dict
+entries after 7 days without reads or writes.
+
+Nothing here imports ``modal``: the Dict is passed in, and any object with the Dict's async
+``get``/``put``/``pop``/``keys`` (``.aio``) methods will do, which is how it is tested offline.
+
+    store = ModalDictStore(modal.Dict.from_name("langsmith-webhook-deliveries"))
+    new = await store.accept(record, body)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable
+from typing import Any, Protocol
+
+from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
+from receiver.stores import Body, StoreError
+
+# A recorded delivery whose spawn is not confirmed after this long is spawned again by its
+# next redelivery (the first spawn failed and the record could not be removed).
+SPAWN_GRACE_SECONDS = 30.0
+
+
+class AioMethod(Protocol):
+    """A ``modal.Dict`` method: ``method.aio(...)`` is its async form."""
+
+    def aio(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+class DictLike(Protocol):
+    """The part of ``modal.Dict``'s API the store uses (through ``.aio``)."""
+
+    get: AioMethod
+    put: AioMethod
+    pop: AioMethod
+    keys: AioMethod
+
+
+class ModalDictStore:
+    """A :class:`~receiver.stores.DeliveryStore` over a ``modal.Dict``."""
+
+    def __init__(self, entries: DictLike) -> None:
+        self.entries = entries
+
+    async def _call(self, pending: Awaitable[Any]) -> Any:
+        try:
+            return await pending
+        except Exception as exc:  # the Modal client raises several unrelated error types
+            raise StoreError(f"modal.Dict: {type(exc).__name__}: {exc}") from exc
+
+    async def accept(self, record: DeliveryRecord, body: Body) -> bool:
+        await self._call(self.entries.put.aio(f"body:{record.id}", bytes(body)))
+        meta = {
+            "received_at": record.received_at,
+            "rule_id": record.rule_id,
+            "runs": record.runs,
+            "handlers": list(record.handlers),
+            "call_id": None,
+        }
+        return await self._call(
+            self.entries.put.aio(f"delivery:{record.id}", meta, skip_if_exists=True)
+        )
+
+    async def forget(self, delivery_id: str) -> None:
+        """Remove a delivery whose spawn failed, so that LangSmith's retry is accepted afresh."""
+        await self._call(self.entries.pop.aio(f"delivery:{delivery_id}", None))
+
+    async def mark_spawned(self, delivery_id: str, call_id: str) -> None:
+        """Record the ``process`` call that owns the delivery."""
+        meta = await self._meta(delivery_id)
+        await self._call(
+            self.entries.put.aio(f"delivery:{delivery_id}", {**meta, "call_id": call_id})
+        )
+
+    async def spawn_state(self, delivery_id: str) -> str:
+        """``"spawned"``, ``"in_flight"`` (being recorded right now) or ``"orphaned"``."""
+        meta = await self._meta(delivery_id)
+        if meta.get("call_id"):
+            return "spawned"
+        age = time.time() - meta["received_at"]
+        return "in_flight" if age < SPAWN_GRACE_SECONDS else "orphaned"
+
+    async def get(self, delivery_id: str) -> DeliveryRecord | None:
+        meta = await self._call(self.entries.get.aio(f"delivery:{delivery_id}"))
+        if meta is None:
+            return None
+        record = DeliveryRecord(delivery_id, meta["received_at"], meta["rule_id"], meta["runs"])
+        for name in meta["handlers"]:
+            record.handlers[name] = await self._state(delivery_id, name)
+        return record
+
+    async def body(self, delivery_id: str) -> bytes:
+        return await self._require(f"body:{delivery_id}")
+
+    async def start_attempt(self, delivery_id: str, handler: str) -> int:
+        state = await self._state(delivery_id, handler)
+        state.attempts += 1
+        await self._put_state(delivery_id, handler, state)
+        return state.attempts
+
+    async def finish_attempt(
+        self, delivery_id: str, handler: str, error: str | None, *, final: bool
+    ) -> None:
+        state = await self._state(delivery_id, handler)
+        if error is None:
+            state.status = HandlerStatus.DONE
+        else:
+            state.status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
+        state.last_error = error
+        await self._put_state(delivery_id, handler, state)
+
+    async def recent(self, limit: int = 20) -> list[DeliveryRecord]:
+        records = await self._records()
+        records.sort(key=lambda record: record.received_at, reverse=True)
+        return records[:limit]
+
+    async def unfinished(self) -> list[str]:
+        return await self._ids_by_status("pending")
+
+    async def dead(self) -> list[str]:
+        return await self._ids_by_status("dead")
+
+    async def reset_failed(self, delivery_id: str) -> list[str]:
+        record = await self.get(delivery_id)
+        failed = [
+            name
+            for name, state in (record.handlers.items() if record else ())
+            if state.status is HandlerStatus.FAILED
+        ]
+        for name in failed:
+            await self._put_state(delivery_id, name, HandlerState())
+        return failed
+
+    async def _meta(self, delivery_id: str) -> dict:
+        return await self._require(f"delivery:{delivery_id}")
+
+    async def _require(self, key: str) -> Any:
+        value = await self._call(self.entries.get.aio(key))
+        if value is None:
+            raise StoreError(f"no {key} in the modal.Dict")
+        return value
+
+    async def _records(self) -> list[DeliveryRecord]:
+        async def all_keys() -> list[Any]:
+            keys: AsyncIterator[Any] = self.entries.keys.aio()
+            return [key async for key in keys]
+
+        keys = await self._call(all_keys())
+        ids = [key.removeprefix("delivery:") for key in keys if key.startswith("delivery:")]
+        records = [await self.get(delivery_id) for delivery_id in ids]
+        return [record for record in records if record is not None]
+
+    async def _ids_by_status(self, status: str) -> list[str]:
+        chosen = [r for r in await self._records() if r.status.value == status]
+        return [r.id for r in sorted(chosen, key=lambda r: r.received_at)]
+
+    async def _state(self, delivery_id: str, handler: str) -> HandlerState:
+        state = await self._call(self.entries.get.aio(f"handler:{delivery_id}:{handler}"))
+        if not state:
+            return HandlerState()
+        return HandlerState(HandlerStatus(state["status"]), state["attempts"], state["last_error"])
+
+    async def _put_state(self, delivery_id: str, handler: str, state: HandlerState) -> None:
+        value = {
+            "status": state.status.value,
+            "attempts": state.attempts,
+            "last_error": state.last_error,
+        }
+        await self._call(self.entries.put.aio(f"handler:{delivery_id}:{handler}", value))
