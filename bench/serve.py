@@ -18,8 +18,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 def build(name: str):
     if name == "ours":  # as scripts/serve_local.py builds it
-        from receiver.local import create_local_app, tune_garbage_collector
-
+        from receiver.runtimes.local import create_local_app, tune_garbage_collector
         from receiver.settings import Settings
 
         app = create_local_app(Settings.from_env())

@@ -27,7 +27,7 @@ from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, Hand
 from receiver.registry import Handler
 from receiver.settings import HandlerOptions, Settings
 from receiver.sources import RulePayload
-from receiver.stores import Body, DeliveryStore
+from receiver.stores import DeliveryStore
 
 log = logging.getLogger("receiver.dispatch")
 
@@ -89,16 +89,13 @@ class Dispatcher:
         self._sleep = sleep
         self._threads: ThreadPoolExecutor | None = None
 
-    async def process(
-        self, delivery_id: str, *, fresh: tuple[DeliveryRecord, Body] | None = None
-    ) -> DeliveryRecord | None:
+    async def process(self, delivery_id: str) -> DeliveryRecord | None:
         """Run every pending handler of ``delivery_id`` to success or to its last attempt.
 
-        ``fresh`` is the record and body of a delivery just accepted in this process, which
-        spares reading them back; otherwise both come from the store. The edge checked only
-        what its answer needed: the whole body is validated here, before any handler runs.
+        The edge checked only what its answer needed: the whole body is validated here,
+        before any handler runs.
         """
-        record, body = fresh or (await self.store.get(delivery_id), None)
+        record = await self.store.get(delivery_id)
         if record is None:
             log.error("delivery=%s not in the store; nothing to process", delivery_id)
             return None
@@ -106,7 +103,7 @@ class Dispatcher:
             name for name, state in record.handlers.items() if state.status is HandlerStatus.PENDING
         ]
         if pending:
-            payload, error = await self._payload(delivery_id, body)
+            payload, error = await self._payload(delivery_id)
             if payload is None:
                 steps = [self._give_up(delivery_id, name, error) for name in pending]
             else:
@@ -132,11 +129,11 @@ class Dispatcher:
         if threads is not None:
             threads.shutdown(wait=True)
 
-    async def _payload(self, delivery_id: str, body: Body | None) -> tuple[RulePayload | None, str]:
+    async def _payload(self, delivery_id: str) -> tuple[RulePayload | None, str]:
         """The whole body validated, or why it is no rule payload (a retry cannot fix that)."""
-        raw = body if body is not None else await self.store.body(delivery_id)
+        body = await self.store.body(delivery_id)
         try:
-            return RulePayload.model_validate_json(raw), ""
+            return RulePayload.model_validate_json(body), ""
         except ValidationError as exc:
             return None, f"the body is not a valid rule payload: {describe_error(exc)}"
 

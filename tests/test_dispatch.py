@@ -24,10 +24,10 @@ def post(client, body):
 
 
 def test_one_handler_raising_does_not_stop_the_others(
-    make_settings, open_client, record_path, caplog
+    make_settings, open_client, record_path, capfd
 ):
     settings = make_settings(handlers=(BROKEN, RECORDING), max_attempts=1)
-    with open_client(settings) as client, caplog.at_level(logging.INFO):
+    with open_client(settings) as client:
         delivery_id = post(client, unique_body())
         drain(client)
         record = client.portal.call(client.app.state.store.get, delivery_id)
@@ -35,8 +35,9 @@ def test_one_handler_raising_does_not_stop_the_others(
     assert record.handlers[BROKEN].status is HandlerStatus.FAILED
     assert "RuntimeError: downstream rejected the payload" in record.handlers[BROKEN].last_error
     assert (RECORDING, delivery_id, 1, "ok") in read_calls(record_path)
-    assert f"delivery={delivery_id} handler={RECORDING} outcome=done" in caplog.text
-    assert f"delivery={delivery_id} handler={BROKEN} outcome=failed" in caplog.text
+    worker_log = capfd.readouterr().err  # the worker process logs to the server's stderr
+    assert f"delivery={delivery_id} handler={RECORDING} outcome=done" in worker_log
+    assert f"delivery={delivery_id} handler={BROKEN} outcome=failed" in worker_log
 
 
 def test_a_handler_failing_twice_is_done_after_three_attempts_and_its_sibling_ran_once(
@@ -78,13 +79,13 @@ def test_retries_wait_with_exponential_backoff(make_settings, tmp_path):
 
 
 def test_a_handler_that_always_fails_ends_dead_and_a_replay_after_the_fix_completes_it(
-    make_settings, open_client, record_path, tmp_path, caplog
+    make_settings, open_client, record_path, tmp_path, capfd
 ):
     marker = tmp_path / "fixed"
     settings = make_settings(
         handlers=(BROKEN, RECORDING), max_attempts=3, env={"FIX_MARKER": str(marker)}
     )
-    with open_client(settings) as client, caplog.at_level(logging.ERROR):
+    with open_client(settings) as client:
         delivery_id = post(client, unique_body())
         drain(client)
         store = client.app.state.store
@@ -92,7 +93,9 @@ def test_a_handler_that_always_fails_ends_dead_and_a_replay_after_the_fix_comple
     assert record.status is DeliveryStatus.DEAD
     assert record.handlers[BROKEN].attempts == 3
     assert asyncio.run(store.dead()) == [delivery_id]
-    assert f"delivery={delivery_id} dead: {BROKEN} failed after 3 attempts" in caplog.text
+    assert (
+        f"delivery={delivery_id} dead: {BROKEN} failed after 3 attempts" in capfd.readouterr().err
+    )
 
     marker.touch()
     dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)

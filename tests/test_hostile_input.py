@@ -107,7 +107,9 @@ def test_hostile_bodies_get_a_4xx_or_202_and_the_server_keeps_serving(hostile_cl
     assert_still_serving(hostile_client)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=_mutations())
 def test_mutated_payloads_are_422_only_for_a_wrong_envelope_and_never_lost_otherwise(
     hostile_client, body

@@ -1,7 +1,8 @@
-"""The local runtime: the receiver's app wired to a SQLite store and an in-process worker.
+"""The local runtime: the receiver's app wired to a SQLite store and a worker process.
 
 This is what ``scripts/serve_local.py`` serves and what the tests exercise; it differs from
-the Modal runtime only in where deliveries are recorded and where handlers run.
+the Modal runtime only in where deliveries are recorded and where handlers run (the worker
+process of ``runtimes.worker`` here, the ``process`` function there).
 
     app = create_local_app(Settings.from_env())
     uvicorn.run(app)
@@ -10,24 +11,84 @@ the Modal runtime only in where deliveries are recorded and where handlers run.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
-from collections.abc import AsyncIterator
+import multiprocessing
+import os
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from receiver.delivery import DeliveryRecord
-from receiver.dispatch import Dispatcher
 from receiver.edge import create_app
 from receiver.registry import load_handlers
-from receiver.runtimes.worker import LocalWorker
+from receiver.runtimes.worker import QUIT, run_worker_process
 from receiver.settings import Settings
 from receiver.stores import Body
 from receiver.stores.sqlite import SqliteStore
 
 
+class WorkerProcess:
+    """The server's handle on its worker process: start it, wake it, stop it.
+
+    A wake-up is one line (the delivery id) written without blocking; if the pipe is ever
+    full, the id is dropped and the worker's periodic sweep finds the delivery instead.
+    """
+
+    def __init__(self, settings: Settings, store: SqliteStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._process: multiprocessing.process.BaseProcess | None = None
+        self._fd: int | None = None
+
+    def start(self) -> None:
+        """Spawn the worker (a fresh interpreter: no state shared but the store)."""
+        context = multiprocessing.get_context("spawn")
+        reader, writer = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=run_worker_process,
+            args=(self.settings, reader),
+            name="webhook-worker",
+            daemon=True,
+        )
+        self._process.start()
+        reader.close()
+        self._writer = writer  # keeps the descriptor open
+        self._fd = writer.fileno()
+        os.set_blocking(self._fd, False)
+
+    def wake(self, delivery_id: str) -> None:
+        """Tell the worker a delivery is waiting (at most PIPE_BUF bytes: written whole)."""
+        if self._fd is not None:
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._fd, delivery_id.encode() + b"\n")
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Ask the worker to stop cleanly (unfinished work stays pending), then wait for it."""
+        if self._process is None or self._fd is None:
+            return
+        os.set_blocking(self._fd, True)
+        with contextlib.suppress(OSError):
+            os.write(self._fd, QUIT + b"\n")
+        self._writer.close()
+        self._fd = None
+        await asyncio.to_thread(self._process.join, timeout)
+        if self._process.is_alive():
+            self._process.kill()
+
+    async def drain(self, timeout: float = 60.0) -> None:
+        """Wait until the store has nothing pending (tests and benchmarks)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await self.store.unfinished():
+            if loop.time() > deadline:
+                raise TimeoutError("deliveries still pending after the drain timeout")
+            await asyncio.sleep(0.01)
+
+
 class LocalIntake:
-    """SQLite store + in-process background worker (the local server and the tests).
+    """SQLite store + a worker woken for each new delivery (the local server and the tests).
 
     Concurrent deliveries are committed together ("group commit"): one writer task takes
     every delivery waiting to be recorded and commits them in one transaction, one fsync,
@@ -35,9 +96,9 @@ class LocalIntake:
     committed at once.
     """
 
-    def __init__(self, store: SqliteStore, worker: LocalWorker) -> None:
+    def __init__(self, store: SqliteStore, wake: Callable[[str], None]) -> None:
         self.store = store
-        self.worker = worker
+        self.wake = wake
         self._waiting: list[tuple[DeliveryRecord, Body, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task | None = None
 
@@ -48,14 +109,14 @@ class LocalIntake:
             self._writer = asyncio.create_task(self._write_waiting())
         new = await answer
         if new:
-            self.worker.submit(record.id, fresh=(record, body))
+            self.wake(record.id)
         return new
 
     async def _write_waiting(self) -> None:
         while self._waiting:
             await asyncio.sleep(0)  # let the accepts already under way join this batch
             batch, self._waiting = self._waiting, []
-            try:  # on the event loop, without a thread: see stores.sqlite
+            try:
                 results = await self.store.accept_many(
                     [(record, body) for record, body, _ in batch]
                 )
@@ -88,24 +149,22 @@ def tune_garbage_collector() -> None:
 def create_local_app(settings: Settings) -> FastAPI:
     """The receiver app with a SQLite-backed intake; handlers are loaded (and checked) now.
 
-    The worker starts with the app (resuming unfinished deliveries) and stops with it;
-    ``app.state.worker`` and ``app.state.store`` give tests and tools access to both.
+    The worker process starts with the app (resuming unfinished deliveries) and stops with
+    it; ``app.state.worker`` and ``app.state.store`` give tests and tools access to both.
     """
-    handlers = load_handlers(settings.handlers)
+    names = [handler.name for handler in load_handlers(settings.handlers)]
     store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
-    worker = LocalWorker(Dispatcher(store, handlers, settings))
+    worker = WorkerProcess(settings, store)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await worker.start()
+        worker.start()
         try:
             yield
         finally:
             await worker.stop()
-            worker.dispatcher.close()
 
-    names = [handler.name for handler in handlers]
-    app = create_app(settings, names, LocalIntake(store, worker), lifespan=lifespan)
+    app = create_app(settings, names, LocalIntake(store, worker.wake), lifespan=lifespan)
     app.state.store = store
     app.state.worker = worker
     return app

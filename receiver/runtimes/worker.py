@@ -1,9 +1,18 @@
-"""The local server's background worker: runs handlers after the response has gone out.
+"""The local worker: runs handlers in a process of its own, after the response has gone out.
 
-Deliveries are processed concurrently (up to ``WEBHOOK_WORKER_CONCURRENCY`` at once), each
-by the same :class:`~receiver.dispatch.Dispatcher` that Modal's ``process`` function uses.
-On start, deliveries left pending by a previous process (crash, SIGKILL, shutdown) are
-picked up again.
+Like Modal's ``process`` function beside the web function, the worker never shares a CPU
+core's time slice with the acknowledgements: a slow or CPU-heavy handler cannot delay a
+``202`` past LangSmith's 5 s deadline. It runs at a lower priority (``nice``) than the
+server, reads the same SQLite store, and is told of each new delivery through a pipe
+(one line per delivery id). Deliveries are processed concurrently (up to
+``WEBHOOK_WORKER_CONCURRENCY``), each by the same :class:`~receiver.dispatch.Dispatcher`
+that Modal's ``process`` uses. On start, and every ``sweep_seconds``, it picks up whatever
+the store still has pending (left by a crash, made pending by a replay, or a wake-up lost
+to a full pipe).
+
+The pipe's end is also how the worker knows the server is gone: ``q`` asks for a clean
+stop; end-of-file without it means the server died, and the worker dies too, as an
+in-process worker would (every attempt is counted before it starts: nothing is lost).
 
     worker = LocalWorker(dispatcher)
     await worker.start()      # resumes unfinished deliveries
@@ -15,12 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+from multiprocessing.connection import Connection
 
-from receiver.delivery import DeliveryRecord
 from receiver.dispatch import Dispatcher
-from receiver.stores import Body
+from receiver.logs import configure_logging
+from receiver.registry import load_handlers
+from receiver.settings import Settings
+from receiver.stores.sqlite import SqliteStore
 
 log = logging.getLogger("receiver.worker")
+
+NICENESS = 10  # below the server: acknowledgements first, handlers with what is left
+QUIT = b"q"
 
 
 class LocalWorker:
@@ -35,11 +52,7 @@ class LocalWorker:
         self._submitted: set[str] = set()
 
     async def start(self) -> None:
-        """Resume every delivery the store still has pending, then keep sweeping for more.
-
-        The periodic sweep picks up deliveries made pending by another process (a replay)
-        and any whose processing stopped on an unexpected error.
-        """
+        """Resume every delivery the store still has pending, then keep sweeping for more."""
         await self.sweep()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
@@ -52,22 +65,14 @@ class LocalWorker:
         for delivery_id in resumed:
             self.submit(delivery_id)
 
-    def submit(self, delivery_id: str, fresh: tuple[DeliveryRecord, Body] | None = None) -> None:
-        """Process ``delivery_id`` in the background (once, however often it is submitted).
-
-        ``fresh``: its record and body, when it was just accepted by this process.
-        """
+    def submit(self, delivery_id: str) -> None:
+        """Process ``delivery_id`` in the background (once, however often it is submitted)."""
         if delivery_id in self._submitted:
             return
         self._submitted.add(delivery_id)
-        task = asyncio.get_running_loop().create_task(self._process(delivery_id, fresh))
+        task = asyncio.get_running_loop().create_task(self._process(delivery_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def drain(self) -> None:
-        """Wait until every submitted delivery has been processed (tests, benchmarks)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def stop(self) -> None:
         """Cancel work in progress; what was not finished stays pending in the store."""
@@ -85,13 +90,59 @@ class LocalWorker:
             except Exception:
                 log.exception("sweep of the delivery store failed; trying again later")
 
-    async def _process(self, delivery_id: str, fresh: tuple[DeliveryRecord, Body] | None) -> None:
+    async def _process(self, delivery_id: str) -> None:
         try:
             async with self._slots:
-                await self.dispatcher.process(delivery_id, fresh=fresh)
+                await self.dispatcher.process(delivery_id)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("delivery=%s processing stopped by an unexpected error", delivery_id)
         finally:
             self._submitted.discard(delivery_id)
+
+
+def run_worker_process(settings: Settings, wakeups: Connection) -> None:
+    """The worker process's entry point: serve ``wakeups`` until the server stops or dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
+    os.nice(NICENESS)
+    configure_logging(settings.secret_values)
+    asyncio.run(_serve(settings, wakeups.fileno()))
+
+
+async def _serve(settings: Settings, fd: int) -> None:
+    store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
+    dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)
+    worker = LocalWorker(dispatcher)
+    loop = asyncio.get_running_loop()
+    stopped = loop.create_future()
+    pending = bytearray()
+
+    def on_readable() -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:  # the server died without asking us to stop: die too, at once
+            log.error("the server is gone; the worker stops with it")
+            os._exit(70)
+        pending.extend(data)
+        *lines, rest = pending.split(b"\n")
+        pending[:] = rest
+        for line in lines:
+            if line == QUIT:
+                loop.remove_reader(fd)  # what follows is the end of the pipe: expected
+                stopped.set_result(None)
+                return
+            if line:
+                worker.submit(line.decode())
+
+    os.set_blocking(fd, False)
+    loop.add_reader(fd, on_readable)
+    await worker.start()
+    try:
+        await stopped
+    finally:
+        await worker.stop()
+        dispatcher.close()
+        store.close()
