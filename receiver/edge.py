@@ -29,11 +29,12 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any, Protocol
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException
 
@@ -125,6 +126,22 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
+# The two places a sender may put the secret, as OpenAPI security schemes (either one will do;
+# read straight from the request, without a per-request validation of parameters).
+SECRET_IN_HEADER = APIKeyHeader(
+    name=SECRET_HEADER,
+    scheme_name="secret-header",
+    description="The webhook secret (LS_WEBHOOK), in a header set on the rule's webhook.",
+    auto_error=False,
+)
+SECRET_IN_QUERY = APIKeyQuery(
+    name=SECRET_QUERY_PARAM,
+    scheme_name="secret-query",
+    description="The webhook secret in the URL, LangSmith's documented form.",
+    auto_error=False,
+)
+
+
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
         401: "secret missing or wrong",
@@ -163,13 +180,8 @@ def create_app(
     secrets = settings.secret_values
 
     async def require_secret(
-        header: Annotated[
-            str | None, Header(alias=SECRET_HEADER, description="the webhook secret (preferred)")
-        ] = None,
-        query: Annotated[
-            str | None,
-            Query(alias=SECRET_QUERY_PARAM, description="the webhook secret, URL form"),
-        ] = None,
+        header: Annotated[str | None, Security(SECRET_IN_HEADER)],
+        query: Annotated[str | None, Security(SECRET_IN_QUERY)],
     ) -> None:
         """The secret, from the header or else the query; constant-time, several accepted."""
         if not secrets:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 import multiprocessing
 import os
 from collections.abc import AsyncIterator, Callable
@@ -48,7 +49,7 @@ class WorkerProcess:
         reader, writer = context.Pipe(duplex=False)
         self._process = context.Process(
             target=run_worker_process,
-            args=(self.settings, reader),
+            args=(self.settings, reader, logging.getLogger().getEffectiveLevel()),
             name="webhook-worker",
             daemon=True,
         )

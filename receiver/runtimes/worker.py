@@ -102,11 +102,14 @@ class LocalWorker:
             self._submitted.discard(delivery_id)
 
 
-def run_worker_process(settings: Settings, wakeups: Connection) -> None:
-    """The worker process's entry point: serve ``wakeups`` until the server stops or dies."""
+def run_worker_process(settings: Settings, wakeups: Connection, log_level: int) -> None:
+    """The worker process's entry point: serve ``wakeups`` until the server stops or dies.
+
+    ``log_level`` is the server's, so that both processes log alike.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
     os.nice(NICENESS)
-    configure_logging(settings.secret_values)
+    configure_logging(settings.secret_values, log_level)
     asyncio.run(_serve(settings, wakeups.fileno()))
 
 

@@ -1,7 +1,12 @@
 """The local delivery store: one SQLite file (stdlib ``sqlite3``, WAL mode).
 
 A delivery is committed with ``synchronous=FULL`` before ``202`` is sent, concurrent
-deliveries sharing one commit (see ``runtimes.local.LocalIntake``).
+deliveries sharing one commit (see ``runtimes.local.LocalIntake``). Bodies over
+``LARGE_BYTES`` are kept as files beside the database (``deliveries.sqlite3.bodies/ID``),
+written and synced before the row that names them is committed: SQLite writes a large blob
+twice (WAL, then checkpoint) through 4 KiB pages, at about four times the CPU of one file
+write (measured: 1.6 ms against 0.4 ms for 594 KB; sqlite.org's "Internal Versus External
+BLOBs" finds the same above ~100 KB).
 
 The async methods run their SQL on the event loop itself, without a thread: each call takes
 well under a millisecond, and handing it to a thread costs more (the GIL hand-over) than the
@@ -14,8 +19,11 @@ call. ``busy_timeout`` bounds how long one may wait for another process's lock.
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +31,8 @@ from pathlib import Path
 from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
 from receiver.stores import Body, StoreError
 
-INLINE_COMMIT_BYTES = 64 * 1024
+LARGE_BYTES = 64 * 1024  # larger bodies go to files; larger batches commit in a thread
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # a delivery id usable as a file name
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -31,7 +40,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     received_at REAL NOT NULL,
     rule_id TEXT NOT NULL,
     runs INTEGER NOT NULL,
-    body BLOB NOT NULL
+    body BLOB NOT NULL,  -- empty when the body is a file (external = 1)
+    external INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS handler_states (
     delivery_id TEXT NOT NULL REFERENCES deliveries (id),
@@ -77,6 +87,13 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+            if "external" not in columns:  # a store created before bodies could be files
+                self._db.execute(
+                    "ALTER TABLE deliveries ADD COLUMN external INTEGER NOT NULL DEFAULT 0"
+                )
+            self.bodies = self.path.with_name(self.path.name + ".bodies")
+            self.bodies.mkdir(exist_ok=True)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the delivery store at {self.path}: {exc}") from exc
 
@@ -119,18 +136,27 @@ class SqliteStore:
         join the next transaction). Small ones are committed inline, where a thread hand-over
         would cost more than the commit.
         """
-        if sum(len(body) for _, body in deliveries) <= INLINE_COMMIT_BYTES:
+        if sum(len(body) for _, body in deliveries) <= LARGE_BYTES:
             return self._accept_many(deliveries)
         return await asyncio.to_thread(self._accept_many, deliveries)
 
     def _accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, Body]]) -> list[bool]:
+        self._write_files([(r.id, body) for r, body in deliveries if len(body) > LARGE_BYTES])
         new = []
         with self._transaction(durable=True) as db:
             for record, body in deliveries:
+                external = len(body) > LARGE_BYTES
                 inserted = db.execute(
-                    "INSERT OR IGNORE INTO deliveries (id, received_at, rule_id, runs, body)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (record.id, record.received_at, record.rule_id, record.runs, body),
+                    "INSERT OR IGNORE INTO deliveries"
+                    " (id, received_at, rule_id, runs, body, external) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.received_at,
+                        record.rule_id,
+                        record.runs,
+                        b"" if external else body,
+                        external,
+                    ),
                 ).rowcount
                 if inserted:
                     db.executemany(
@@ -149,22 +175,55 @@ class SqliteStore:
         return records[0] if records else None
 
     async def body(self, delivery_id: str) -> bytes:
-        rows = self._query("SELECT body FROM deliveries WHERE id = ?", (delivery_id,))
+        rows = self._query("SELECT body, external FROM deliveries WHERE id = ?", (delivery_id,))
         if not rows:
             raise StoreError(f"no delivery {delivery_id} in {self.path}")
-        return rows[0][0]
+        body, external = rows[0]
+        if not external:
+            return body
+        try:
+            return (self.bodies / delivery_id).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"body of delivery {delivery_id} unreadable: {exc}") from exc
+
+    def _write_files(self, bodies: Sequence[tuple[str, Body]]) -> None:
+        """Write each body to its file, durably, before any row names it.
+
+        Each goes to a temporary name, is synced, then renamed into place (a reader never
+        sees half a body), and the folder is synced last so that the names survive a power
+        cut. A crash before the commit leaves a file no row names, reused by a redelivery.
+        """
+        if not bodies:
+            return
+        try:
+            for delivery_id, body in bodies:
+                if not _SAFE_ID.match(delivery_id):
+                    raise StoreError(f"delivery id {delivery_id!r} cannot name a file")
+                temporary = self.bodies / f".{delivery_id}.{uuid.uuid4().hex}"
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                try:
+                    with memoryview(body) as view:
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    os.fdatasync(fd)
+                finally:
+                    os.close(fd)
+                os.replace(temporary, self.bodies / delivery_id)
+            folder = os.open(self.bodies, os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+        except OSError as exc:
+            raise StoreError(f"cannot write a body under {self.bodies}: {exc}") from exc
 
     # One delivery's handler is only ever run by one worker at a time, so the bookkeeping
     # below uses single statements (each its own transaction) rather than BEGIN ... COMMIT.
     async def start_attempt(self, delivery_id: str, handler: str) -> int:
-        key = (delivery_id, handler)
-        self._query(
-            "UPDATE handler_states SET attempts = attempts + 1"
-            " WHERE delivery_id = ? AND handler = ?",
-            key,
-        )
         [(attempts,)] = self._query(
-            "SELECT attempts FROM handler_states WHERE delivery_id = ? AND handler = ?", key
+            "UPDATE handler_states SET attempts = attempts + 1"
+            " WHERE delivery_id = ? AND handler = ? RETURNING attempts",
+            (delivery_id, handler),
         )
         return attempts
 
