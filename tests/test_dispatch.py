@@ -24,9 +24,10 @@ def post(client, body):
 
 
 def test_one_handler_raising_does_not_stop_the_others(
-    make_settings, open_client, record_path, capfd
+    make_settings, open_client, record_path, capfd, caplog
 ):
     settings = make_settings(handlers=(BROKEN, RECORDING), max_attempts=1)
+    caplog.set_level(logging.INFO)  # the worker process logs at the server's level
     with open_client(settings) as client:
         delivery_id = post(client, unique_body())
         drain(client)

@@ -175,3 +175,28 @@ def test_the_openapi_schema_documents_the_body_and_the_status_codes(client):
     }
     assert {"202", "401", "413", "422", "503"} <= set(post["responses"])
     assert "rule_id" in schema["components"]["schemas"]["RulePayload"]["properties"]
+
+
+def test_the_openapi_document_is_generated_with_both_secret_forms_and_docs_are_served(client):
+    schema = client.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["secret-header"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-Webhook-Secret",
+        "description": schemes["secret-header"]["description"],
+    }
+    assert schemes["secret-query"]["in"] == "query"
+    assert {"secret-header": []} in schema["paths"]["/"]["post"]["security"]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger-ui" in docs.text
+    assert "openapi.json" in docs.text
+
+
+def test_a_wrong_method_is_405_naming_every_method_the_path_serves(client):
+    response = client.delete("/")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
+    assert "error" in response.json()

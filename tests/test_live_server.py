@@ -1,6 +1,7 @@
 """The real local server (scripts/serve_local.py under uvicorn on 127.0.0.1), end to end."""
 
 import json
+from pathlib import Path
 
 import httpx
 from conftest import HEADER, SECRET, read_calls
@@ -116,3 +117,34 @@ def test_a_burst_of_200_is_acknowledged_within_5s_while_a_10s_handler_processes_
     assert asyncio.run(burst()) == [202] * 200
     assert wait_for(lambda: len(read_calls(record_path)) == 200, timeout=60)
     assert len({call[1] for call in read_calls(record_path)}) == 200
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (read from /proc: no extra tool needed)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_handlers_run_in_a_worker_process_that_dies_with_a_killed_server(live_server, record_path):
+    server = live_server()
+    assert httpx.post(server.url, content=unique_body(), headers=HEADER).status_code == 202
+    assert wait_for(lambda: len(read_calls(record_path)) == 1)
+    workers = [pid for pid in _children(server.process.pid) if _alive(pid)]
+    assert workers, "no worker process"
+    server.kill()
+    assert wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=10)

@@ -1,0 +1,87 @@
+"""The local store: small bodies in the database, large ones as synced files beside it."""
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from receiver.delivery import DeliveryRecord, HandlerState
+from receiver.stores import StoreError
+from receiver.stores.sqlite import LARGE_BYTES, SqliteStore
+
+
+def record(delivery_id: str) -> DeliveryRecord:
+    return DeliveryRecord(delivery_id, 1.0, "rule", 1, {"h": HandlerState()})
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = SqliteStore(tmp_path / "deliveries.sqlite3")
+    yield store
+    store.close()
+
+
+def external_flags(store: SqliteStore) -> dict[str, tuple[int, int]]:
+    db = sqlite3.connect(store.path)
+    rows = db.execute("SELECT id, length(body), external FROM deliveries").fetchall()
+    return {delivery_id: (length, external) for delivery_id, length, external in rows}
+
+
+def test_a_small_body_stays_in_the_database_and_a_large_one_becomes_a_private_file(store):
+    small, large = b"{}" * 10, b"x" * (LARGE_BYTES + 1)
+    assert asyncio.run(store.accept_many([(record("small"), small), (record("large"), large)]))
+    assert external_flags(store) == {"small": (len(small), 0), "large": (0, 1)}
+    assert (store.bodies / "large").stat().st_mode & 0o777 == 0o600
+    assert asyncio.run(store.body("small")) == small
+    assert asyncio.run(store.body("large")) == large
+    assert not [path for path in store.bodies.iterdir() if path.name.startswith(".")]
+
+
+def test_a_redelivered_large_body_is_not_a_second_delivery(store):
+    large = b"y" * (LARGE_BYTES * 2)
+    assert asyncio.run(store.accept(record("d"), large)) is True
+    assert asyncio.run(store.accept(record("d"), large)) is False
+    assert asyncio.run(store.body("d")) == large
+
+
+def test_a_failed_commit_leaves_no_row_and_the_retry_is_accepted(store):
+    db = sqlite3.connect(store.path, isolation_level=None)
+    db.execute(
+        "CREATE TRIGGER refuse BEFORE INSERT ON handler_states"
+        " BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+    )
+    large = b"z" * (LARGE_BYTES + 10)
+    with pytest.raises(StoreError):
+        asyncio.run(store.accept(record("d"), large))
+    assert external_flags(store) == {}
+    db.execute("DROP TRIGGER refuse")
+    assert asyncio.run(store.accept(record("d"), large)) is True
+    assert asyncio.run(store.body("d")) == large
+
+
+def test_a_lost_body_file_is_a_clear_store_error(store):
+    asyncio.run(store.accept(record("d"), b"w" * (LARGE_BYTES + 1)))
+    (store.bodies / "d").unlink()
+    with pytest.raises(StoreError, match="body of delivery d unreadable"):
+        asyncio.run(store.body("d"))
+
+
+def test_an_id_that_cannot_name_a_file_is_refused_before_anything_is_written(store):
+    with pytest.raises(StoreError, match="cannot name a file"):
+        asyncio.run(store.accept(record("../escape"), b"v" * (LARGE_BYTES + 1)))
+    assert list(store.bodies.iterdir()) == []
+
+
+def test_a_store_created_before_external_bodies_is_upgraded_in_place(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at REAL NOT NULL,"
+        " rule_id TEXT NOT NULL, runs INTEGER NOT NULL, body BLOB NOT NULL);"
+        "INSERT INTO deliveries VALUES ('old', 1.0, 'rule', 1, x'7b7d');"
+    )
+    db.close()
+    store = SqliteStore(path)
+    assert asyncio.run(store.body("old")) == b"{}"
+    assert asyncio.run(store.accept(record("new"), b"u" * (LARGE_BYTES + 1))) is True
+    store.close()
