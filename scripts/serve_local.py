@@ -4,8 +4,8 @@
 
 Uses the secret(s) in ``LS_WEBHOOK`` when set; otherwise generates a random one for this
 run and prints the full URL to use. Deliveries are recorded in ``WEBHOOK_STORE_PATH``
-(default ``data/deliveries.sqlite3``) and processed by an in-process worker; deliveries left
-unfinished by a previous run are resumed at start.
+(default ``data/deliveries.sqlite3``) and processed by a worker process the server starts;
+deliveries left unfinished by a previous run are resumed at start.
 """
 
 from __future__ import annotations

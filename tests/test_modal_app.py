@@ -10,7 +10,7 @@ from pathlib import Path
 import modal
 import pytest
 from conftest import HEADER, SECRET, read_calls
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 from support.memory_dict import MemoryDict
 from support.payloads import unique_body
@@ -166,7 +166,8 @@ def test_the_web_function_serves_the_factory_app_which_records_and_spawns(
 ):
     entries, spawned = modal_offline
     app = webhook_app.web.local()
-    assert isinstance(app, Starlette)
+    assert isinstance(app, FastAPI)
+    assert app.openapi()["paths"]["/"]["post"]["requestBody"]
     reference = create_modal_app(Settings.from_env(), entries, spawn=None)
     assert [r.path for r in app.routes] == [r.path for r in reference.routes]
 
