@@ -113,7 +113,13 @@ def ours_env(tmp: str, **extra: str) -> dict[str, str]:
 # --- 1. acknowledgement under load ------------------------------------------------------
 
 
-def ack_under_load(tmp: str, emulator_url: str, seconds: float) -> list[dict]:
+def ack_under_load(tmp: str, emulator_url: str, seconds: float, rounds: int) -> list[dict]:
+    """Requests/s per app and case: the median of ``rounds`` runs, the apps taking turns.
+
+    Two cores are shared by the server, our worker process and the load generator, and a
+    single 5 s run of the same app varies by 10-15 %; interleaving the apps and keeping the
+    median run makes the ratios between them stable.
+    """
     rows = []
     servers = {
         "ceiling": ("ceiling", {}),
@@ -135,16 +141,20 @@ def ack_under_load(tmp: str, emulator_url: str, seconds: float) -> list[dict]:
     }
     for (runs, concurrency), apps in cases.items():
         body = payload(runs)
+        results: dict[str, list] = {app: [] for app in apps}
+        for _ in range(rounds):
+            for app in apps:
+                server, env = servers[app]
+                requests = unique_requests(body, *target(app))
+                with served(server, env) as (port, _):
+                    warm_up = load(port=port, requests=requests, concurrency=concurrency, seconds=1)
+                    asyncio.run(warm_up)
+                    measured = load(
+                        port=port, requests=requests, concurrency=concurrency, seconds=seconds
+                    )
+                    results[app].append(asyncio.run(measured))
         for app in apps:
-            server, env = servers[app]
-            requests = unique_requests(body, *target(app))
-            with served(server, env) as (port, _):
-                warm_up = load(port=port, requests=requests, concurrency=concurrency, seconds=1)
-                asyncio.run(warm_up)
-                measured = load(
-                    port=port, requests=requests, concurrency=concurrency, seconds=seconds
-                )
-                result = asyncio.run(measured)
+            result = sorted(results[app], key=lambda each: each.rps)[len(results[app]) // 2]
             rows.append(
                 {
                     "app": app,
@@ -155,6 +165,7 @@ def ack_under_load(tmp: str, emulator_url: str, seconds: float) -> list[dict]:
                     "p99_ms": round(result.p99_ms, 1),
                     "errors": result.errors,
                     "ok": len(result.latencies),
+                    "rounds": [round(each.rps) for each in results[app]],
                 }
             )
             print(f"  ack {app:<12} {runs:>3} runs x{concurrency:<2}: {rows[-1]}", flush=True)
@@ -448,7 +459,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, served("emulator") as (emulator_port, _):
         emulator_url = f"http://127.0.0.1:{emulator_port}"
         print("1. acknowledgement under load", flush=True)
-        results["ack_under_load"] = ack_under_load(tmp, emulator_url, seconds)
+        results["ack_under_load"] = ack_under_load(
+            tmp, emulator_url, seconds, 1 if args.quick else 3
+        )
         print("2. end to end with 50 ms LangSmith latency", flush=True)
         results["end_to_end"] = end_to_end(tmp, emulator_url, args.quick)
         print("3. cold start", flush=True)

@@ -1,14 +1,14 @@
 """The local worker: runs handlers in a process of its own, after the response has gone out.
 
-Like Modal's ``process`` function beside the web function, the worker never shares a CPU
-core's time slice with the acknowledgements: a slow or CPU-heavy handler cannot delay a
-``202`` past LangSmith's 5 s deadline. It runs at a lower priority (``nice``) than the
-server, reads the same SQLite store, and is told of each new delivery through a pipe
-(one line per delivery id). Deliveries are processed concurrently (up to
-``WEBHOOK_WORKER_CONCURRENCY``), each by the same :class:`~receiver.dispatch.Dispatcher`
-that Modal's ``process`` uses. On start, and every ``sweep_seconds``, it picks up whatever
-the store still has pending (left by a crash, made pending by a replay, or a wake-up lost
-to a full pipe).
+Like Modal's ``process`` function beside the web function, the worker never takes the
+server's turn on the CPU: a slow or CPU-heavy handler cannot delay a ``202`` past
+LangSmith's 5 s deadline. It runs at the lowest priority (``nice`` 19: under load it gets
+what the server leaves, and catches up after), reads the same SQLite store, and is told of
+each new delivery through a pipe (one line per delivery id). Deliveries are processed
+concurrently (up to ``WEBHOOK_WORKER_CONCURRENCY``), each by the same
+:class:`~receiver.dispatch.Dispatcher` that Modal's ``process`` uses. On start, and every
+``sweep_seconds``, it picks up whatever the store still has pending (left by a crash, made
+pending by a replay, or a wake-up lost to a full pipe).
 
 The pipe's end is also how the worker knows the server is gone: ``q`` asks for a clean
 stop; end-of-file without it means the server died, and the worker dies too, as an
@@ -36,7 +36,7 @@ from receiver.stores.sqlite import SqliteStore
 
 log = logging.getLogger("receiver.worker")
 
-NICENESS = 10  # below the server: acknowledgements first, handlers with what is left
+NICENESS = 19  # the lowest: acknowledgements first, handlers with the CPU left over
 QUIT = b"q"
 
 
