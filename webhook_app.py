@@ -4,9 +4,10 @@
     modal serve webhook_app.py    # the dev loop: a temporary URL, reloaded on save
 
 Two functions. ``web`` is the internet-facing FastAPI app: it holds only the webhook
-secret, checks it, validates what its answer needs, records the delivery, spawns
-``process`` and answers ``202`` within milliseconds (LangSmith gives up after 5 s). ``process``
-holds the LangSmith API key and runs the handlers, with retries. All logic lives in the
+secrets, checks the sender's credential, recognises the sender, validates what its answer
+needs, records the delivery with the routes it matched, spawns ``process`` and answers
+``202`` within milliseconds (LangSmith gives up after 5 s). ``process`` holds the LangSmith
+API key and runs the handlers of those routes, with retries. All logic lives in the
 plain-Python ``receiver`` package; this file only declares infrastructure.
 """
 
@@ -15,20 +16,24 @@ from pathlib import Path
 
 import modal
 
-from receiver.registry import load_handlers
+from receiver.dispatch import load_configuration
 from receiver.settings import Settings, forwarded_environment
 
 # Deploy-time configuration, read (and checked) from your shell when you run `modal deploy`.
-# The handlers are loaded now too, so a typo in WEBHOOK_HANDLERS or a bad handler option
-# fails the deploy instead of the first delivery.
+# The routes and their handlers are loaded now too, so a typo in the routes file or
+# WEBHOOK_HANDLERS, or a bad handler option, fails the deploy instead of the first delivery.
 settings = Settings.from_env()
-handlers = load_handlers(settings.handlers)
+routes, handlers = load_configuration(settings)
 
 # The variables the receiver and the handlers declare (not secrets: those come from Modal
 # secrets) travel from your shell into both functions; no list of names to keep up to date.
 runtime_env = forwarded_environment(
     [Settings, *(type(h.options) for h in handlers if h.options is not None)], os.environ
 )
+# The routes file (WEBHOOK_ROUTES) travels in the image, at a fixed path.
+ROUTES_IN_IMAGE = "/root/webhook_routes.toml"
+if settings.routes_file is not None:
+    runtime_env["WEBHOOK_ROUTES"] = ROUTES_IN_IMAGE
 
 # The image: dependencies exactly as locked in uv.lock (without the dev group), then our
 # own code. Modal 1.x mounts nothing implicitly, so the `receiver` package (with its page
@@ -41,6 +46,8 @@ image = (
     .uv_sync(str(Path(__file__).resolve().parent), extra_options="--no-dev")
     .add_local_python_source(*local_packages, ignore=not_source)
 )
+if settings.routes_file is not None:
+    image = image.add_local_file(settings.routes_file, ROUTES_IN_IMAGE)
 
 app = modal.App(settings.app_name, image=image)
 
@@ -51,7 +58,8 @@ with image.imports():
     from receiver.logs import configure_logging
     from receiver.runtimes.modal import create_modal_app, process_delivery
 
-# Secrets: the shared webhook secret (comma-separated for rotation) and the LangSmith key.
+# Secrets: the shared webhook secret (comma-separated for rotation; the same Modal secret may
+# hold LS_SIGNING_SECRETS for signed senders) and the LangSmith key.
 webhook_secret = modal.Secret.from_name(settings.webhook_secret_name, required_keys=["LS_WEBHOOK"])
 langsmith_secret = modal.Secret.from_name(
     settings.langsmith_secret_name, required_keys=["LANGSMITH_API_KEY"]
@@ -74,7 +82,7 @@ deliveries = modal.Dict.from_name(settings.dict_name, create_if_missing=True)
 )
 async def process(delivery_id: str) -> dict:
     current = Settings.from_env()
-    configure_logging(current.secret_values)
+    configure_logging(current.redacted_values)
     return await process_delivery(current, deliveries, delivery_id)
 
 
@@ -92,5 +100,5 @@ async def process(delivery_id: str) -> dict:
 @modal.asgi_app()
 def web():
     current = Settings.from_env()
-    configure_logging(current.secret_values)
+    configure_logging(current.redacted_values)
     return create_modal_app(current, deliveries, spawn=process.spawn.aio)

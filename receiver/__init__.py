@@ -3,6 +3,7 @@
 What a handler needs is importable from here:
 
     from receiver import HandlerContext, HandlerOptions, RulePayload, Run
+    from receiver import EngineEvent  # and the other senders' events, for SOURCES = (...)
 
 The layout (``docs/architecture.md``): ``edge`` (HTTP), ``sources/`` (one module per
 LangSmith sender), ``dispatch`` and ``registry`` (running handlers), ``stores/`` (where
@@ -11,6 +12,26 @@ deliveries are kept), ``runtimes/`` (local, Modal), ``cli/`` (what the scripts s
 
 from receiver.dispatch import HandlerContext
 from receiver.settings import HandlerOptions
-from receiver.sources import RulePayload, Run
+from receiver.sources import (
+    AgentRunEvent,
+    AlertEvent,
+    ContextHubEvent,
+    EngineEvent,
+    PromptCommitEvent,
+    RulePayload,
+    Run,
+    UnknownEvent,
+)
 
-__all__ = ["HandlerContext", "HandlerOptions", "RulePayload", "Run"]
+__all__ = [
+    "AgentRunEvent",
+    "AlertEvent",
+    "ContextHubEvent",
+    "EngineEvent",
+    "HandlerContext",
+    "HandlerOptions",
+    "PromptCommitEvent",
+    "RulePayload",
+    "Run",
+    "UnknownEvent",
+]

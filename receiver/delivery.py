@@ -1,21 +1,32 @@
 """Delivery ids and the per-delivery state every store records.
 
-A delivery id is derived from the body's bytes, so a redelivery of the same body (LangSmith
-retries 5xx answers and failed connections) gets the same id and is recognised.
+A delivery id is LangSmith's own id of the delivery where the sender has one (Engine and
+Context Hub events: their retries repeat it), else derived from the body's bytes (and the
+path, for a route off ``/``), so a redelivery of the same body (LangSmith retries 5xx
+answers and failed connections) gets the same id and is recognised.
 
     derive_delivery_id(b'{"rule_id": ...}')  # '3f1c...' (32 hex characters)
+    derive_delivery_id(body, key="b91c1f0e-7c4a-4f53-9d3e-9f1c8e7a2b10")  # the key itself
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+_USABLE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # safe in a file name and a Dict key
 
-def derive_delivery_id(body: bytes | bytearray) -> str:
-    """The id of a delivery: the first 128 bits of the body's SHA-256, in hex."""
-    return hashlib.sha256(body).hexdigest()[:32]
+
+def derive_delivery_id(body: bytes | bytearray, path: str = "/", key: str | None = None) -> str:
+    """The id of a delivery: the sender's ``key`` if usable as is, else the first 128 bits
+    of a SHA-256 (of the key, or of the body; of the path too unless it is ``/``)."""
+    if key is not None:
+        return key if _USABLE_KEY.match(key) else hashlib.sha256(key.encode()).hexdigest()[:32]
+    digest = hashlib.sha256() if path == "/" else hashlib.sha256(path.encode() + b"\n")
+    digest.update(body)
+    return digest.hexdigest()[:32]
 
 
 class HandlerStatus(StrEnum):
@@ -49,8 +60,10 @@ class DeliveryRecord:
 
     id: str
     received_at: float
-    rule_id: str
-    runs: int
+    source: str = "rule"
+    subject: str = ""  # what it is about: the rule's id, the event type, the prompt, ...
+    runs: int = 0  # runs in a rule delivery
+    routes: tuple[str, ...] = ()  # the routes it matched when it arrived
     handlers: dict[str, HandlerState] = field(default_factory=dict)
 
     @property
@@ -69,8 +82,10 @@ class DeliveryRecord:
             "id": self.id,
             "status": self.status.value,
             "received_at": self.received_at,
-            "rule_id": self.rule_id,
+            "source": self.source,
+            "subject": self.subject,
             "runs": self.runs,
+            "routes": list(self.routes),
             "handlers": {
                 name: {
                     "status": state.status.value,

@@ -6,7 +6,8 @@ does not stop the others, and a handler that already succeeded is never run agai
 sibling is retried. Every attempt is counted in the store before it starts, so a crash
 mid-handler is retried when the delivery is picked up again.
 
-    dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)
+    routes, handlers = load_configuration(settings)
+    dispatcher = Dispatcher(store, handlers, settings, routes)
     record = await dispatcher.process(delivery_id)
     record.status  # DeliveryStatus.DONE
 """
@@ -21,12 +22,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
-from receiver.registry import Handler
+from receiver.registry import Handler, load_handlers
+from receiver.routes import RouteTable, load_routes
 from receiver.settings import HandlerOptions, Settings
-from receiver.sources import RulePayload
+from receiver.sources import SOURCES
 from receiver.stores import DeliveryStore
 
 log = logging.getLogger("receiver.dispatch")
@@ -72,6 +74,19 @@ def describe_error(exc: BaseException) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS] + "…"
 
 
+def load_configuration(settings: Settings) -> tuple[RouteTable, tuple[Handler, ...]]:
+    """The routes in force and every handler they name, loaded and checked against each
+    other (a route may only send a handler the sources its ``SOURCES`` lists).
+
+    Raises :class:`~receiver.settings.SettingsError` or
+    :class:`~receiver.registry.HandlerLoadError`: at start-up, never at a delivery.
+    """
+    routes = load_routes(settings, SOURCES)
+    handlers = load_handlers(routes.handler_names)
+    routes.check_handlers(handlers)
+    return routes, handlers
+
+
 class Dispatcher:
     """Runs the pending handlers of stored deliveries, recording every attempt."""
 
@@ -80,20 +95,23 @@ class Dispatcher:
         store: DeliveryStore,
         handlers: Sequence[Handler],
         settings: Settings,
+        routes: RouteTable | None = None,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.handlers = {handler.name: handler for handler in handlers}
         self.settings = settings
+        self.routes = routes or load_routes(settings, SOURCES)  # the settings' routes
         self._sleep = sleep
         self._threads: ThreadPoolExecutor | None = None
 
     async def process(self, delivery_id: str) -> DeliveryRecord | None:
         """Run every pending handler of ``delivery_id`` to success or to its last attempt.
 
-        The edge checked only what its answer needed: the whole body is validated here,
-        before any handler runs.
+        The edge checked only what its answer needed: the whole body is validated here as
+        its sender's event, before any handler runs; each handler sees the runs its routes
+        select.
         """
         record = await self.store.get(delivery_id)
         if record is None:
@@ -103,11 +121,14 @@ class Dispatcher:
             name for name, state in record.handlers.items() if state.status is HandlerStatus.PENDING
         ]
         if pending:
-            payload, error = await self._payload(delivery_id)
-            if payload is None:
+            event, error = await self._event(record)
+            if event is None:
                 steps = [self._give_up(delivery_id, name, error) for name in pending]
             else:
-                steps = [self._run(name, payload, delivery_id) for name in pending]
+                steps = [
+                    self._run(name, self._narrowed(record, name, event), delivery_id)
+                    for name in pending
+                ]
             # One handler (the common case) is awaited directly: no task to create.
             outcomes = [await steps[0]] if len(steps) == 1 else await asyncio.gather(*steps)
             record.handlers.update(zip(pending, outcomes, strict=True))
@@ -129,24 +150,42 @@ class Dispatcher:
         if threads is not None:
             threads.shutdown(wait=True)
 
-    async def _payload(self, delivery_id: str) -> tuple[RulePayload | None, str]:
-        """The whole body validated, or why it is no rule payload (a retry cannot fix that)."""
-        body = await self.store.body(delivery_id)
+    async def _event(self, record: DeliveryRecord) -> tuple[BaseModel | None, str]:
+        """The whole body validated as its sender's event, or why it is not one (a retry
+        cannot fix that)."""
+        source = SOURCES.get(record.source)
+        if source is None:
+            return None, f"source {record.source!r} is not known to this receiver"
+        body = await self.store.body(record.id)
         try:
-            return RulePayload.model_validate_json(body), ""
+            return source.event.model_validate_json(body), ""
         except ValidationError as exc:
-            return None, f"the body is not a valid rule payload: {describe_error(exc)}"
+            return None, f"the body is not a valid {source.name} event: {describe_error(exc)}"
+
+    def _narrowed(self, record: DeliveryRecord, handler: str, event: BaseModel) -> BaseModel:
+        """The event as ``handler`` sees it: only the runs one of its matched routes keeps
+        (all of them when no route of the delivery names it any more)."""
+        routes = [
+            route
+            for name in record.routes
+            if (route := self.routes.by_name.get(name)) and handler in route.handlers
+        ]
+        if not routes:
+            return event
+        return SOURCES[record.source].narrow(
+            event, lambda run: any(route.keeps_run(run) for route in routes)
+        )
 
     async def _give_up(self, delivery_id: str, name: str, error: str) -> HandlerState:
         attempt = await self.store.start_attempt(delivery_id, name)
         await self.store.finish_attempt(delivery_id, name, error, final=True)
         return HandlerState(HandlerStatus.FAILED, attempt, error)
 
-    async def _run(self, name: str, payload: RulePayload, delivery_id: str) -> HandlerState:
+    async def _run(self, name: str, event: BaseModel, delivery_id: str) -> HandlerState:
         """Attempt one handler until it succeeds or runs out of attempts; its final state."""
         handler = self.handlers.get(name)
         if handler is None:
-            error = f"handler {name!r} is not configured in WEBHOOK_HANDLERS any more"
+            error = f"handler {name!r} is not configured any more (WEBHOOK_HANDLERS or routes)"
             log.error(
                 "delivery=%s handler=%s outcome=failed error=%s",
                 delivery_id,
@@ -160,7 +199,7 @@ class Dispatcher:
             context = HandlerContext(
                 delivery_id, name, attempt, self.settings, logger, handler.options
             )
-            error = await self._call(handler, payload, context)
+            error = await self._call(handler, event, context)
             final = error is not None and attempt >= self.settings.max_attempts
             await self.store.finish_attempt(delivery_id, name, error, final=final)
             if error is None:
@@ -192,19 +231,19 @@ class Dispatcher:
             await self._sleep(delay)
 
     async def _call(
-        self, handler: Handler, payload: RulePayload, context: HandlerContext
+        self, handler: Handler, event: BaseModel, context: HandlerContext
     ) -> str | None:
         """Run one attempt; return None on success, else the error's description."""
         try:
             if handler.is_async:
-                await handler.handle(payload, context)
+                await handler.handle(event, context)
             else:
                 if self._threads is None:
                     self._threads = ThreadPoolExecutor(
                         self.settings.worker_concurrency, thread_name_prefix="handler"
                     )
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._threads, handler.handle, payload, context)
+                await loop.run_in_executor(self._threads, handler.handle, event, context)
         except Exception as exc:
             context.logger.exception(
                 "handler %s raised on attempt %d", handler.name, context.attempt

@@ -1,32 +1,38 @@
 """The HTTP edge: one FastAPI app, served by Modal's web function and by the local server.
 
-``POST /`` checks the secret (a dependency), reads the body itself (streamed, bounded,
-hashed as received bytes: FastAPI's body handling would parse it first and could not do
-either), validates the little the answer needs, makes the delivery durable through an
-:class:`Intake`, and answers ``202`` without waiting for any handler.
+Each route path (``/`` unless a routes file says more) takes a ``POST``: the credential is
+checked (a dependency: the shared secret, or LangSmith's signature), the body is read by
+the edge itself (streamed, bounded, kept as received bytes: FastAPI's body handling would
+parse it first and could do neither), its sender is recognised and the little the answer
+needs validated, the delivery is made durable through an :class:`Intake` with the handlers
+of every route it matches, and ``202`` goes out without waiting for any handler.
 
 =====  ============================================================================
 code   when
 =====  ============================================================================
-202    accepted (or a redelivery of a body already accepted: handlers do not rerun)
-401    secret missing or wrong (nothing is read beyond the headers)
+202    accepted (or a redelivery of one already accepted: handlers do not rerun),
+       with the routes it matched (possibly none: it is recorded all the same)
+401    credential missing or wrong (nothing is read beyond the headers), signature
+       not matching the body, or an unsigned LangSmith event when signing secrets
+       are configured
 413    body larger than ``WEBHOOK_MAX_BODY_BYTES`` (the rest is not read)
-422    body is not JSON, or not the shape of a LangSmith rule payload
-503    no secret configured (never open by default), or the delivery could not be
-       recorded: LangSmith retries 5xx answers
+422    body is not a JSON object, or claims to be a sender's body with wrong fields
+503    no credential configured (never open by default), or the delivery could not
+       be recorded: LangSmith retries 5xx answers
 =====  ============================================================================
 
 The OpenAPI document (``/openapi.json``, ``/docs``) is generated from these routes.
 
-    app = create_app(settings, ["handlers.log_runs"], intake)
+    app = create_app(settings, load_routes(settings, SOURCES), intake)
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, FastAPI, Request, Security
@@ -35,13 +41,21 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, APIKeyQuery
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from receiver.auth import SECRET_HEADER, SECRET_QUERY_PARAM, secret_matches
+from receiver.auth import (
+    SECRET_HEADER,
+    SECRET_QUERY_PARAM,
+    SIGNATURE_HEADER,
+    TOKEN_QUERY_PARAM,
+    secret_matches,
+    signature_matches,
+)
 from receiver.delivery import DeliveryRecord, HandlerState, derive_delivery_id
+from receiver.routes import RouteTable
 from receiver.settings import Settings
-from receiver.sources import RuleEnvelope, RulePayload
+from receiver.sources import SOURCES, BodyError, recognise
 from receiver.stores import Body, StoreError
 
 log = logging.getLogger("receiver.http")
@@ -67,10 +81,12 @@ class Accepted(BaseModel):
 
     delivery_id: str
     duplicate: bool
+    source: str
+    routes: list[str]
 
 
 class Refused(BaseModel):
-    """Any error answer: a short reason, never an echo of the secret."""
+    """Any error answer: a short reason, never an echo of a secret."""
 
     error: str
 
@@ -84,18 +100,16 @@ class Rejection(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class Credential:
+    """How a request proved itself: a signature still to check against the body, or the
+    shared secret (already checked)."""
+
+    signature: str | None = None
+
+
 def _error(status_code: int, reason: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": reason}, status_code=status_code, headers=headers)
-
-
-def validation_reason(exc: ValidationError, limit: int = 3) -> str:
-    """A short, readable summary of what is wrong with the body."""
-    parts = []
-    for error in exc.errors(include_url=False, include_input=False)[:limit]:
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        parts.append(f"{where}: {error['msg']}")
-    more = exc.error_count() - limit
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 async def read_body(request: Request, limit: int) -> bytearray:
@@ -126,45 +140,66 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
-# The two places a sender may put the secret, as OpenAPI security schemes (either one will do;
-# read straight from the request, without a per-request validation of parameters).
+# Where a sender may put its credential, as OpenAPI security schemes (any one will do; read
+# straight from the request, without a per-request validation of parameters).
 SECRET_IN_HEADER = APIKeyHeader(
     name=SECRET_HEADER,
     scheme_name="secret-header",
-    description="The webhook secret (LS_WEBHOOK), in a header set on the rule's webhook.",
+    description="The webhook secret (LS_WEBHOOK), in a header set on the webhook.",
     auto_error=False,
 )
 SECRET_IN_QUERY = APIKeyQuery(
     name=SECRET_QUERY_PARAM,
     scheme_name="secret-query",
-    description="The webhook secret in the URL, LangSmith's documented form.",
+    description="The webhook secret in the URL, LangSmith's documented form for rules.",
+    auto_error=False,
+)
+SECRET_AS_TOKEN = APIKeyQuery(
+    name=TOKEN_QUERY_PARAM,
+    scheme_name="token-query",
+    description="The webhook secret in the URL, Agent Server's documented form.",
+    auto_error=False,
+)
+SIGNATURE = APIKeyHeader(
+    name=SIGNATURE_HEADER,
+    scheme_name="langsmith-signature",
+    description="sha256=<hex HMAC-SHA256 of the raw body> under a signing secret"
+    " (LS_SIGNING_SECRETS): how LangSmith signs Engine and Context Hub events.",
     auto_error=False,
 )
 
 
 def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     reasons = {
-        401: "secret missing or wrong",
+        401: "credential missing or wrong, or signature not matching the body",
         404: "no such delivery",
         413: "body over WEBHOOK_MAX_BODY_BYTES",
-        422: "body is not JSON or not a LangSmith rule payload",
-        503: "no secret configured, or the store is unavailable: retry later",
+        422: "body is not a JSON object, or a sender's body with wrong fields",
+        503: "no credential configured, or the store is unavailable: retry later",
     }
     return {code: {"model": Refused, "description": reasons[code]} for code in codes}
 
 
-_BODY = {
-    "requestBody": {
-        "required": True,
-        "description": "The JSON a LangSmith automation rule's webhook action POSTs.",
-        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RulePayload"}}},
+def _request_body(path: str, sources: tuple[str, ...]) -> dict[str, Any]:
+    """The body as documented: the event of any sender (the edge reads it, not FastAPI)."""
+    models = [SOURCES[name].event.__name__ for name in SOURCES]
+    return {
+        "requestBody": {
+            "required": True,
+            "description": f"What a LangSmith sender POSTs; routes at {path} take"
+            f" {', '.join(sources)}, any other sender's body is recorded all the same.",
+            "content": {
+                "application/json": {
+                    "schema": {"anyOf": [{"$ref": f"#/components/schemas/{m}"} for m in models]}
+                }
+            },
+        }
     }
-}
 
 
 def create_app(
     settings: Settings,
-    handler_names: Sequence[str],
+    routes: RouteTable,
     intake: Intake,
     *,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
@@ -178,58 +213,104 @@ def create_app(
         redoc_url=None,
     )
     secrets = settings.secret_values
+    signing_secrets = settings.signing_secret_values
 
-    async def require_secret(
+    async def require_credential(
         header: Annotated[str | None, Security(SECRET_IN_HEADER)],
         query: Annotated[str | None, Security(SECRET_IN_QUERY)],
-    ) -> None:
-        """The secret, from the header or else the query; constant-time, several accepted."""
-        if not secrets:
+        token: Annotated[str | None, Security(SECRET_AS_TOKEN)],
+        signature: Annotated[str | None, Security(SIGNATURE)],
+    ) -> Credential:
+        """A signature (checked once the body is read) or the shared secret, from the
+        header, else the query; constant-time, several secrets accepted."""
+        if signature is not None and signing_secrets:
+            return Credential(signature)
+        if not secrets and not signing_secrets:
             log.error(
                 "refusing a request with 503: no webhook secret is configured;"
                 " set LS_WEBHOOK (Modal secret 'ls-webhook')"
             )
             raise Rejection(503, "the receiver has no secret configured")
-        if not secret_matches(header or query, secrets):
+        if not secret_matches(header or query or token, secrets):
+            raise Rejection(401, "missing or wrong webhook secret")
+        return Credential()
+
+    # The dependency is a closure over the settings: passed as a default value, since a
+    # string annotation (``from __future__ import annotations``) cannot name a local.
+    credential_dependency = Depends(require_credential)
+
+    async def require_secret(credential: Credential = credential_dependency) -> None:
+        """Reading deliveries takes the shared secret: a signature covers one body only."""
+        if credential.signature is not None:
             raise Rejection(401, "missing or wrong webhook secret")
 
-    authenticated = [Depends(require_secret)]
+    def receiver_for(path: str) -> Callable[..., Any]:
+        preferred = [SOURCES[name] for name in routes.sources_at(path)]
 
-    @app.post(
-        "/",
-        status_code=202,
-        response_model=Accepted,
-        responses=_responses(401, 413, 422, 503),
-        dependencies=authenticated,
-        openapi_extra=_BODY,
-        summary="Receive a delivery",
-    )
-    async def receive(request: Request) -> Response:
-        body = await read_body(request, settings.max_body_bytes)
-        try:
-            envelope = RuleEnvelope.model_validate_json(body)
-        except ValidationError as exc:
-            return _error(422, validation_reason(exc))
-        record = DeliveryRecord(
-            id=derive_delivery_id(body),
-            received_at=time.time(),
-            rule_id=str(envelope.rule_id),
-            runs=len(envelope.runs),
-            handlers={name: HandlerState() for name in handler_names},
+        async def receive(
+            request: Request, credential: Credential = credential_dependency
+        ) -> Response:
+            body = await read_body(request, settings.max_body_bytes)
+            signed = credential.signature is not None
+            if signed and not signature_matches(body, credential.signature, signing_secrets):
+                return _error(401, f"{SIGNATURE_HEADER} does not match the body")
+            try:
+                found = recognise(body, preferred)
+            except BodyError as exc:
+                return _error(422, str(exc))
+            source, envelope = found.source, found.envelope
+            key = source.delivery_key(envelope)
+            if key is not None and signing_secrets and not signed:
+                return _error(401, f"a LangSmith event must carry a valid {SIGNATURE_HEADER}")
+            facts, runs = source.facts(envelope), source.runs(envelope)
+            matched = routes.matching(path, source.name, facts, runs)
+            record = DeliveryRecord(
+                id=derive_delivery_id(body, path, key),
+                received_at=time.time(),
+                source=source.name,
+                subject=source.subject(envelope),
+                runs=len(runs or ()),
+                routes=tuple(route.name for route in matched),
+                handlers={name: HandlerState() for name in routes.handlers_of(matched)},
+            )
+            try:
+                new = await intake.accept(record, body)
+            except StoreError as exc:
+                log.error("delivery=%s not recorded, answering 503: %s", record.id, exc)
+                return _error(503, "the delivery could not be recorded; retry later")
+            log.info(
+                "delivery=%s %s source=%s %s runs=%d routes=%s",
+                record.id,
+                "accepted" if new else "duplicate",
+                record.source,
+                record.subject,
+                record.runs,
+                ",".join(record.routes) or "-",
+            )
+            return JSONResponse(
+                {
+                    "delivery_id": record.id,
+                    "duplicate": not new,
+                    "source": record.source,
+                    "routes": list(record.routes),
+                },
+                status_code=202,
+            )
+
+        return receive
+
+    for path in routes.paths:
+        app.add_api_route(
+            path,
+            receiver_for(path),
+            methods=["POST"],
+            status_code=202,
+            response_model=Accepted,
+            responses=_responses(401, 413, 422, 503),
+            openapi_extra=_request_body(path, routes.sources_at(path)),
+            summary=f"Receive a delivery at {path}",
+            name=f"receive {path}",
         )
-        try:
-            new = await intake.accept(record, body)
-        except StoreError as exc:
-            log.error("delivery=%s not recorded, answering 503: %s", record.id, exc)
-            return _error(503, "the delivery could not be recorded; retry later")
-        log.info(
-            "delivery=%s %s rule=%s runs=%d",
-            record.id,
-            "accepted" if new else "duplicate",
-            record.rule_id,
-            record.runs,
-        )
-        return JSONResponse({"delivery_id": record.id, "duplicate": not new}, status_code=202)
 
     @app.get("/", response_class=HTMLResponse, summary="How to point LangSmith here")
     async def index(request: Request) -> Response:
@@ -238,9 +319,9 @@ def create_app(
         return HTMLResponse(
             render(
                 "index.html",
-                url=str(request.base_url),
-                handlers=handler_names,
-                configured=bool(secrets),
+                url=str(request.base_url).rstrip("/"),
+                routes=routes.routes,
+                configured=bool(secrets or signing_secrets),
                 header=SECRET_HEADER,
                 param=SECRET_QUERY_PARAM,
             )
@@ -249,7 +330,7 @@ def create_app(
     @app.get(
         "/deliveries/{delivery_id}",
         responses=_responses(401, 404, 503),
-        dependencies=authenticated,
+        dependencies=[Depends(require_secret)],
         summary="A delivery's status, handler by handler",
     )
     async def delivery_status(delivery_id: str) -> Response:
@@ -282,7 +363,7 @@ def create_app(
         return _error(422, "; ".join(str(error.get("msg")) for error in exc.errors()[:3]))
 
     def openapi() -> dict[str, Any]:
-        """FastAPI's generated document, plus the body's models (read by the edge, not FastAPI)."""
+        """FastAPI's generated document, plus the senders' models (read by the edge)."""
         if app.openapi_schema is None:
             schema = get_openapi(
                 title=app.title,
@@ -290,10 +371,11 @@ def create_app(
                 summary=app.summary,
                 routes=app.routes,
             )
-            body = RulePayload.model_json_schema(ref_template="#/components/schemas/{model}")
             models = schema.setdefault("components", {}).setdefault("schemas", {})
-            models.update(body.pop("$defs", {}))
-            models["RulePayload"] = body
+            for source in SOURCES.values():
+                event = source.event.model_json_schema(ref_template="#/components/schemas/{model}")
+                models.update(event.pop("$defs", {}))
+                models[source.event.__name__] = event
             app.openapi_schema = schema
         return app.openapi_schema
 

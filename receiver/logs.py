@@ -1,11 +1,12 @@
 """Logging set-up that keeps webhook secrets out of every log line.
 
 uvicorn's access log records the full request line, query string included, and LangSmith's
-documented URL form carries the secret there (``/?secret=...``). :class:`RedactingFilter`
-rewrites any ``secret=`` query value and any configured secret to ``***`` in every record
-that reaches a handler it is installed on.
+documented URL form carries the secret there (``/?secret=...``; Agent Server's is
+``?token=...``). :class:`RedactingFilter` rewrites any ``secret=`` or ``token=`` query value
+and any configured secret to ``***`` in every record that reaches a handler it is installed
+on.
 
-    configure_logging(settings.secrets)
+    configure_logging(settings.redacted_values)
     logging.getLogger("x").info("GET /?secret=abc")  # logs "GET /?secret=***"
 """
 
@@ -17,13 +18,13 @@ from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "***"
-_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&\s])secret=)[^&\s\"']*")
+_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&\s])(?:secret|token)=)[^&\s\"']*")
 # Loggers with handlers of their own (propagate=False) besides the root logger.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with ``secret=...`` query values and each of ``secrets`` replaced by ``***``."""
+    """``text`` with ``secret=``/``token=`` query values and each of ``secrets`` as ``***``."""
     text = _QUERY_SECRET.sub(rf"\g<1>{REDACTED}", text)
     for secret in secrets:
         if secret:

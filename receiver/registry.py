@@ -1,8 +1,9 @@
 """Loading the handler modules named in ``WEBHOOK_HANDLERS``, at start-up, with clear errors.
 
 A handler is any importable module with a ``handle(payload, context)`` function or
-coroutine function, and optionally an ``Options`` class (a
-:class:`~receiver.settings.HandlerOptions`) declaring its own variables. Loading fails
+coroutine function, optionally an ``Options`` class (a
+:class:`~receiver.settings.HandlerOptions`) declaring its own variables, and optionally
+``SOURCES``, the senders whose events it takes (``("rule",)`` when absent). Loading fails
 loudly at start-up, never at the first delivery, when a module cannot be imported, has no
 callable ``handle``, or one of its options holds a bad value.
 
@@ -28,11 +29,13 @@ class HandlerLoadError(RuntimeError):
 
 @dataclass(frozen=True)
 class Handler:
-    """A loaded handler: its module path (its name everywhere), ``handle`` and its options."""
+    """A loaded handler: its module path (its name everywhere), ``handle``, its options and
+    the sources it takes."""
 
     name: str
     handle: Callable[[Any, Any], Awaitable[None] | None]
     options: HandlerOptions | None = None
+    sources: tuple[str, ...] = ("rule",)
 
     @property
     def is_async(self) -> bool:
@@ -79,7 +82,13 @@ def load_handler(module_path: str, env: Mapping[str, str] | None = None) -> Hand
         options = declared.from_env(env) if declared else None
     except SettingsError as exc:
         raise HandlerLoadError(f"handler {module_path!r}: {exc}") from None
-    return Handler(module_path, handle, options)
+    sources = getattr(module, "SOURCES", ("rule",))
+    if isinstance(sources, str) or not all(isinstance(name, str) for name in sources):
+        raise HandlerLoadError(
+            f"handler module {module_path!r}: SOURCES must be a tuple of source names,"
+            ' such as ("rule", "engine")'
+        )
+    return Handler(module_path, handle, options, tuple(sources))
 
 
 def load_handlers(
@@ -87,5 +96,5 @@ def load_handlers(
 ) -> tuple[Handler, ...]:
     """Load every handler, in order; duplicate names are loaded once."""
     if not module_paths:
-        raise HandlerLoadError("WEBHOOK_HANDLERS names no handler module")
+        raise HandlerLoadError("no handler module is configured")
     return tuple(load_handler(path, env) for path in dict.fromkeys(module_paths))

@@ -18,11 +18,27 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self, get_args
 
-from pydantic import Field, SecretStr, StringConstraints, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HANDLERS = ("handlers.log_runs",)
 _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+def _module_path(path: str) -> str:
+    if not _MODULE_PATH.match(path):
+        raise ValueError(f"{path!r} is not a dotted module path")
+    return path
+
+
+ModulePath = Annotated[str, AfterValidator(_module_path)]  # "handlers.notify_slack"
 
 
 class SettingsError(ValueError):
@@ -113,7 +129,13 @@ class Settings(EnvSettings):
     secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (), validation_alias="LS_WEBHOOK", repr=False
     )
-    handlers: CommaList = Field(DEFAULT_HANDLERS, validation_alias="WEBHOOK_HANDLERS", min_length=1)
+    handlers: Annotated[tuple[ModulePath, ...], NoDecode] = Field(
+        DEFAULT_HANDLERS, validation_alias="WEBHOOK_HANDLERS", min_length=1
+    )
+    signing_secrets: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (), validation_alias="LS_SIGNING_SECRETS", repr=False
+    )
+    routes_file: Path | None = Field(None, validation_alias="WEBHOOK_ROUTES")
     max_body_bytes: int = Field(25 * 1024 * 1024, validation_alias="WEBHOOK_MAX_BODY_BYTES", gt=0)
 
     # Running handlers: attempts, backoff, and (locally) how many at once.
@@ -146,14 +168,13 @@ class Settings(EnvSettings):
         "langsmith-webhook-deliveries", validation_alias="WEBHOOK_DICT_NAME"
     )
 
-    _split = field_validator("secrets", "handlers", "extra_secret_names", mode="before")(split_list)
+    _split = field_validator(
+        "secrets", "signing_secrets", "handlers", "extra_secret_names", mode="before"
+    )(split_list)
 
     @field_validator("handlers")
     @classmethod
-    def _module_paths(cls, handlers: tuple[str, ...]) -> tuple[str, ...]:
-        for path in handlers:
-            if not _MODULE_PATH.match(path):
-                raise ValueError(f"{path!r} is not a dotted module path")
+    def _once_each(cls, handlers: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(handlers))
 
     @field_validator("langsmith_endpoint", "langsmith_web_url")
@@ -167,6 +188,17 @@ class Settings(EnvSettings):
     def secret_values(self) -> tuple[str, ...]:
         """The webhook secrets in clear, for comparison and log redaction only."""
         return tuple(secret.get_secret_value() for secret in self.secrets)
+
+    @property
+    def redacted_values(self) -> tuple[str, ...]:
+        """Every secret the process holds: what log redaction replaces by ``***``."""
+        key = self.langsmith_api_key.get_secret_value() if self.langsmith_api_key else ""
+        return (*self.secret_values, *self.signing_secret_values, *filter(None, [key]))
+
+    @property
+    def signing_secret_values(self) -> tuple[str, ...]:
+        """The signing secrets in clear, for signature checks and log redaction only."""
+        return tuple(secret.get_secret_value() for secret in self.signing_secrets)
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based): exponential backoff."""

@@ -3,6 +3,7 @@
     uv run scripts/deliveries.py             # the local store (WEBHOOK_STORE_PATH)
     uv run scripts/deliveries.py --modal     # the deployed app's modal.Dict
     uv run scripts/deliveries.py --json --limit 5
+    uv run scripts/deliveries.py --source engine --route prod-errors
 
 Exit code 0, or 2 when the store cannot be read.
 """
@@ -24,10 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modal", action="store_true", help="read the deployed app's modal.Dict")
     parser.add_argument("--limit", type=int, default=20, help="how many (default 20)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--source", help="only deliveries of this sender (rule, engine, ...)")
+    parser.add_argument("--route", help="only deliveries that matched this route")
     args = parser.parse_args(argv)
     try:
         store = open_store(Settings.from_env(), on_modal=args.modal)
-        records = asyncio.run(store.recent(args.limit))
+        records = asyncio.run(store.recent(args.limit, source=args.source, route=args.route))
     except (StoreError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,9 +20,9 @@ import sys
 from receiver.cli.operator import open_store, render_table
 from receiver.cli.replay import ReplayError, replay
 from receiver.delivery import DeliveryStatus
-from receiver.dispatch import Dispatcher
+from receiver.dispatch import Dispatcher, load_configuration
 from receiver.logs import configure_logging
-from receiver.registry import HandlerLoadError, load_handlers
+from receiver.registry import HandlerLoadError
 from receiver.settings import Settings, SettingsError
 from receiver.stores import DeliveryStore, StoreError
 
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give DELIVERY_ID(s) or --failed (not both)")
     try:
         settings = Settings.from_env()
-        configure_logging(settings.secret_values)
+        configure_logging(settings.redacted_values)
         store = open_store(settings, on_modal=args.modal)
         delivery_ids = args.delivery_ids or asyncio.run(store.dead())
         if not delivery_ids:
@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.modal:
             return replay_on_modal(store, delivery_ids, settings.app_name)
-        dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)
+        routes, handlers = load_configuration(settings)
+        dispatcher = Dispatcher(store, handlers, settings, routes)
         try:
             records = asyncio.run(replay(dispatcher, delivery_ids))
         finally:

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     generated = not settings.secrets
     if generated:
         settings = settings.model_copy(update={"secrets": (SecretStr(secrets.token_urlsafe(32)),)})
-    configure_logging(settings.secret_values)
+    configure_logging(settings.redacted_values)
     try:
         app = create_local_app(settings)
     except (HandlerLoadError, StoreError) as exc:
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_garbage_collector()
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
-    install_redaction(settings.secret_values)  # uvicorn.Config has just (re)configured its loggers
+    install_redaction(settings.redacted_values)  # uvicorn.Config has just set its loggers up
     uvicorn.Server(config).run()
     return 0
 

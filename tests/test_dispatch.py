@@ -73,7 +73,9 @@ def test_retries_wait_with_exponential_backoff(make_settings, tmp_path):
     from receiver.delivery import DeliveryRecord, HandlerState
 
     body = unique_body()
-    asyncio.run(store.accept(DeliveryRecord("d1", 0.0, "rule", 1, {FLAKY: HandlerState()}), body))
+    asyncio.run(
+        store.accept(DeliveryRecord("d1", 0.0, runs=1, handlers={FLAKY: HandlerState()}), body)
+    )
     record = asyncio.run(dispatcher.process("d1"))
     assert record.status is DeliveryStatus.DONE
     assert waits == [1.5, 3.0, 6.0]

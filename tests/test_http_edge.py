@@ -10,6 +10,7 @@ from support.payloads import sample_payload, unique_body
 
 from receiver.delivery import derive_delivery_id
 from receiver.runtimes.local import create_local_app
+from receiver.sources import SOURCES
 
 
 @pytest.fixture
@@ -21,7 +22,12 @@ def client(make_settings, open_client):
 def test_the_sample_body_with_the_secret_in_the_query_is_accepted(client, sample_body, record_path):
     response = client.post(f"/?secret={SECRET}", content=sample_body)
     assert response.status_code == 202
-    assert response.json() == {"delivery_id": derive_delivery_id(sample_body), "duplicate": False}
+    assert response.json() == {
+        "delivery_id": derive_delivery_id(sample_body),
+        "duplicate": False,
+        "source": "rule",
+        "routes": ["default"],
+    }
     drain(client)
     assert [call[:2] for call in read_calls(record_path)] == [
         ("handlers_for_tests.recording", derive_delivery_id(sample_body))
@@ -147,7 +153,8 @@ def test_the_index_page_names_the_handlers_and_the_url_form_but_never_the_secret
     assert response.status_code == 200
     assert "text/html" in response.headers["content-type"]
     assert "handlers_for_tests.recording" in response.text
-    assert "http://testserver/?secret=" in response.text
+    assert "http://testserver/</code>" in response.text
+    assert "?secret=" in response.text
     assert "X-Webhook-Secret" in response.text
     assert SECRET not in response.text
 
@@ -170,11 +177,12 @@ def test_delivery_status_needs_the_secret_and_shows_each_handler(client, sample_
 def test_the_openapi_schema_documents_the_body_and_the_status_codes(client):
     schema = client.get("/openapi.json").json()
     post = schema["paths"]["/"]["post"]
-    assert post["requestBody"]["content"]["application/json"]["schema"] == {
-        "$ref": "#/components/schemas/RulePayload"
-    }
+    documented = post["requestBody"]["content"]["application/json"]["schema"]["anyOf"]
+    assert {"$ref": "#/components/schemas/RulePayload"} in documented
+    assert len(documented) == len(SOURCES)
     assert {"202", "401", "413", "422", "503"} <= set(post["responses"])
     assert "rule_id" in schema["components"]["schemas"]["RulePayload"]["properties"]
+    assert "commit" in schema["components"]["schemas"]["CommitData"]["properties"]
 
 
 def test_the_openapi_document_is_generated_with_both_secret_forms_and_docs_are_served(client):

@@ -178,7 +178,12 @@ def test_the_web_function_serves_the_factory_app_which_records_and_spawns(
         assert client.post("/", content=body).status_code == 401
     assert first.status_code == again.status_code == 202
     delivery_id = first.json()["delivery_id"]
-    assert again.json() == {"delivery_id": delivery_id, "duplicate": True}
+    assert again.json() == {
+        "delivery_id": delivery_id,
+        "duplicate": True,
+        "source": "rule",
+        "routes": ["default"],
+    }
     assert spawned == [delivery_id]
 
     result = asyncio.run(process_delivery(Settings.from_env(), entries, delivery_id))

@@ -57,9 +57,7 @@ def test_a_duplicate_arriving_while_the_first_copy_is_being_recorded_is_asked_to
     entries, spawner, body = MemoryDict(), Spawner(), unique_body()
     store = ModalDictStore(entries)
     settings = Settings(secrets=(SECRET,))
-    asyncio.run(
-        store.accept(DeliveryRecord(derive_delivery_id(body), time.time(), "r", 1, {}), body)
-    )
+    asyncio.run(store.accept(DeliveryRecord(derive_delivery_id(body), time.time(), runs=1), body))
     with TestClient(create_modal_app(settings, entries, spawner)) as client:
         assert client.post("/", content=body, headers=HEADER).status_code == 503
     assert spawner.spawned == []
@@ -68,7 +66,7 @@ def test_a_duplicate_arriving_while_the_first_copy_is_being_recorded_is_asked_to
 def test_a_record_whose_spawn_was_lost_is_spawned_by_a_later_redelivery(monkeypatch):
     entries, spawner, body = MemoryDict(), Spawner(), unique_body()
     monkeypatch.setattr(modal_dict, "SPAWN_GRACE_SECONDS", 0.0)
-    record = DeliveryRecord(derive_delivery_id(body), 0.0, "r", 1, {})
+    record = DeliveryRecord(derive_delivery_id(body), 0.0, runs=1)
     asyncio.run(ModalDictStore(entries).accept(record, body))
     with client_for(entries, spawner) as client:
         response = client.post("/", content=body, headers=HEADER)

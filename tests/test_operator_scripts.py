@@ -107,7 +107,7 @@ def deployed_dict(monkeypatch):
 
     async def dead_delivery() -> None:
         await store.accept(
-            DeliveryRecord("dead-1", 1.0, "rule", 3, {BROKEN: HandlerState()}), b"{}"
+            DeliveryRecord("dead-1", 1.0, runs=3, handlers={BROKEN: HandlerState()}), b"{}"
         )
         await store.start_attempt("dead-1", BROKEN)
         await store.finish_attempt("dead-1", BROKEN, "RuntimeError: boom", final=True)

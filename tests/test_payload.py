@@ -40,7 +40,7 @@ def test_fields_shown_as_nullable_may_be_null_or_missing():
     assert (run.inputs, run.outputs, run.status, run.app_path) == (None, None, None, None)
 
 
-@pytest.mark.parametrize("missing", ["rule_id", "start_time", "end_time", "runs"])
+@pytest.mark.parametrize("missing", ["rule_id", "start_time", "end_time"])
 def test_a_body_without_a_required_field_is_refused(missing):
     body = sample_payload()
     del body[missing]
@@ -53,3 +53,14 @@ def test_a_run_without_an_id_is_refused():
     del body["runs"][0]["id"]
     with pytest.raises(ValidationError, match=r"runs\.0\.id"):
         RulePayload.model_validate(body)
+
+
+def test_a_rule_over_threads_has_no_runs_and_keeps_its_items():
+    """Thread rules (2026) send their items under another key, in a shape not documented."""
+    body = sample_payload()
+    threads = [{"thread_id": "t-1", "runs": 3}]
+    body["threads"] = threads
+    del body["runs"]
+    payload = RulePayload.model_validate(body)
+    assert payload.runs == []
+    assert payload.model_extra["threads"] == threads

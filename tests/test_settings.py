@@ -24,7 +24,14 @@ BAD_VALUES = {
     "WEBHOOK_EXTRA_SECRETS": "slack, bad name",
     "WEBHOOK_DICT_NAME": "deliveries!",
 }
-FREE_FORM = {"LS_WEBHOOK", "LANGSMITH_API_KEY", "WEBHOOK_STORE_PATH"}
+# (a routes file is checked when it is loaded: tests/test_routes.py)
+FREE_FORM = {
+    "LS_WEBHOOK",
+    "LS_SIGNING_SECRETS",
+    "LANGSMITH_API_KEY",
+    "WEBHOOK_STORE_PATH",
+    "WEBHOOK_ROUTES",
+}
 
 
 def test_every_declared_variable_has_a_bad_value_under_test_or_is_free_form():

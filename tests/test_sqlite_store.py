@@ -11,7 +11,7 @@ from receiver.stores.sqlite import LARGE_BYTES, SqliteStore
 
 
 def record(delivery_id: str) -> DeliveryRecord:
-    return DeliveryRecord(delivery_id, 1.0, "rule", 1, {"h": HandlerState()})
+    return DeliveryRecord(delivery_id, 1.0, runs=1, handlers={"h": HandlerState()})
 
 
 @pytest.fixture
@@ -72,7 +72,7 @@ def test_an_id_that_cannot_name_a_file_is_refused_before_anything_is_written(sto
     assert list(store.bodies.iterdir()) == []
 
 
-def test_a_store_created_before_external_bodies_is_upgraded_in_place(tmp_path):
+def test_a_store_created_before_external_bodies_and_sources_is_upgraded_in_place(tmp_path):
     path = tmp_path / "old.sqlite3"
     db = sqlite3.connect(path)
     db.executescript(
@@ -83,5 +83,7 @@ def test_a_store_created_before_external_bodies_is_upgraded_in_place(tmp_path):
     db.close()
     store = SqliteStore(path)
     assert asyncio.run(store.body("old")) == b"{}"
+    old = asyncio.run(store.get("old"))
+    assert (old.source, old.subject, old.routes) == ("rule", "rule", ())
     assert asyncio.run(store.accept(record("new"), b"u" * (LARGE_BYTES + 1))) is True
     store.close()

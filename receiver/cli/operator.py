@@ -32,10 +32,10 @@ def render_table(records: list[DeliveryRecord]) -> str:
     lines = []
     for record in records:
         when = datetime.fromtimestamp(record.received_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(
-            f"{record.id}  {when}Z  {record.status.value:<7}  "
-            f"rule {record.rule_id}  {record.runs} runs"
-        )
+        about = f"{record.source} {record.subject}".strip()
+        runs = f"  {record.runs} runs" if record.source == "rule" else ""
+        routes = ",".join(record.routes) or "(no route)"
+        lines.append(f"{record.id}  {when}Z  {record.status.value:<7}  {about}{runs}  {routes}")
         for name, state in record.handlers.items():
             error = f"  {state.last_error}" if state.last_error else ""
             lines.append(f"    {name:<40} {state.status.value:<7} attempts={state.attempts}{error}")

@@ -22,8 +22,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from receiver.delivery import DeliveryRecord
+from receiver.dispatch import load_configuration
 from receiver.edge import create_app
-from receiver.registry import load_handlers
 from receiver.runtimes.worker import QUIT, run_worker_process
 from receiver.settings import Settings
 from receiver.stores import Body
@@ -148,12 +148,12 @@ def tune_garbage_collector() -> None:
 
 
 def create_local_app(settings: Settings) -> FastAPI:
-    """The receiver app with a SQLite-backed intake; handlers are loaded (and checked) now.
+    """The receiver app with a SQLite-backed intake; routes and handlers are checked now.
 
     The worker process starts with the app (resuming unfinished deliveries) and stops with
     it; ``app.state.worker`` and ``app.state.store`` give tests and tools access to both.
     """
-    names = [handler.name for handler in load_handlers(settings.handlers)]
+    routes, _ = load_configuration(settings)
     store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
     worker = WorkerProcess(settings, store)
 
@@ -165,7 +165,7 @@ def create_local_app(settings: Settings) -> FastAPI:
         finally:
             await worker.stop()
 
-    app = create_app(settings, names, LocalIntake(store, worker.wake), lifespan=lifespan)
+    app = create_app(settings, routes, LocalIntake(store, worker.wake), lifespan=lifespan)
     app.state.store = store
     app.state.worker = worker
     return app

@@ -20,10 +20,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from receiver.delivery import DeliveryRecord
-from receiver.dispatch import Dispatcher
+from receiver.dispatch import Dispatcher, load_configuration
 from receiver.edge import create_app
-from receiver.registry import load_handlers
+from receiver.routes import load_routes
 from receiver.settings import Settings
+from receiver.sources import SOURCES
 from receiver.stores import Body, StoreError
 from receiver.stores.modal_dict import DictLike, ModalDictStore
 
@@ -63,15 +64,17 @@ class ModalIntake:
 def create_modal_app(settings: Settings, entries: DictLike, spawn: Spawn) -> FastAPI:
     """The receiver app for Modal's web function.
 
-    Handlers are not run here, so they are not loaded: their names are enough for the
-    record (``webhook_app.py`` loads and checks them when the app is defined).
+    Handlers are not run here, so they are not loaded: the routes name them, which is
+    enough for the record (``webhook_app.py`` loads and checks them when the app is defined).
     """
-    return create_app(settings, settings.handlers, ModalIntake(ModalDictStore(entries), spawn))
+    routes = load_routes(settings, SOURCES)
+    return create_app(settings, routes, ModalIntake(ModalDictStore(entries), spawn))
 
 
 async def process_delivery(settings: Settings, entries: DictLike, delivery_id: str) -> dict:
     """The body of Modal's ``process`` function: run the delivery's pending handlers."""
-    dispatcher = Dispatcher(ModalDictStore(entries), load_handlers(settings.handlers), settings)
+    routes, handlers = load_configuration(settings)
+    dispatcher = Dispatcher(ModalDictStore(entries), handlers, settings, routes)
     try:
         record = await dispatcher.process(delivery_id)
     finally:

@@ -28,9 +28,8 @@ import os
 import signal
 from multiprocessing.connection import Connection
 
-from receiver.dispatch import Dispatcher
+from receiver.dispatch import Dispatcher, load_configuration
 from receiver.logs import configure_logging
-from receiver.registry import load_handlers
 from receiver.settings import Settings
 from receiver.stores.sqlite import SqliteStore
 
@@ -109,13 +108,14 @@ def run_worker_process(settings: Settings, wakeups: Connection, log_level: int) 
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the server, which stops us
     os.nice(NICENESS)
-    configure_logging(settings.secret_values, log_level)
+    configure_logging(settings.redacted_values, log_level)
     asyncio.run(_serve(settings, wakeups.fileno()))
 
 
 async def _serve(settings: Settings, fd: int) -> None:
     store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
-    dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)
+    routes, handlers = load_configuration(settings)
+    dispatcher = Dispatcher(store, handlers, settings, routes)
     worker = LocalWorker(dispatcher)
     loop = asyncio.get_running_loop()
     stopped = loop.create_future()

@@ -1,10 +1,164 @@
 """The LangSmith senders this receiver understands: one module per sender.
 
-A sender module holds the pydantic models of the body it POSTs (unknown fields kept, since
-LangSmith adds fields over time) and a cheaper envelope the edge checks before answering.
-To add a sender, add a module here; ``docs/senders.md`` says how each is pointed here.
+A sender module declares, as module attributes:
+
+- ``NAME``: the source's name in routes files, records and listings;
+- ``Event``: the pydantic model handlers receive (unknown fields kept: LangSmith adds
+  fields over time) and ``Envelope``: the cheaper model the edge validates before answering
+  (often the same class);
+- ``claims(body)``: whether a JSON object is this sender's, from its keys;
+- ``subject(envelope)``: one line saying what the delivery is about, for listings;
+- ``MATCH`` and ``facts(envelope)``: the route match keys that apply, and their values;
+- optionally ``delivery_key(envelope)`` (LangSmith's own id for the delivery) and, for a
+  sender of many runs, ``RUN_MATCH``, ``runs``, ``run_facts`` and ``narrow``.
+
+To add a sender, write such a module and list it in :data:`SOURCES` (before ``unknown``,
+which claims every object). ``docs/senders.md`` says how each sender is pointed here.
+
+    found = recognise(body, preferred=[SOURCES["rule"]])
+    found.source.name, found.source.subject(found.envelope)  # 'rule', 'd75d7417-...'
 """
 
-from receiver.sources.rule import FeedbackStat, RuleEnvelope, RulePayload, Run
+from __future__ import annotations
 
-__all__ = ["FeedbackStat", "RuleEnvelope", "RulePayload", "Run"]
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from receiver.sources import agent_run, alert, context_hub, engine, prompt_commit, rule, unknown
+from receiver.sources.agent_run import AgentRunEvent
+from receiver.sources.alert import AlertEvent
+from receiver.sources.context_hub import ContextHubEvent
+from receiver.sources.engine import EngineEvent
+from receiver.sources.prompt_commit import PromptCommitEvent
+from receiver.sources.rule import FeedbackStat, RuleEnvelope, RulePayload, Run
+from receiver.sources.unknown import UnknownEvent
+
+__all__ = [
+    "SOURCES",
+    "AgentRunEvent",
+    "AlertEvent",
+    "BodyError",
+    "ContextHubEvent",
+    "EngineEvent",
+    "FeedbackStat",
+    "PromptCommitEvent",
+    "Recognised",
+    "RuleEnvelope",
+    "RulePayload",
+    "Run",
+    "Source",
+    "UnknownEvent",
+    "recognise",
+    "validation_reason",
+]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A sender module, read once: what the edge, the routes and the worker ask of it."""
+
+    module: ModuleType
+
+    @property
+    def name(self) -> str:
+        return self.module.NAME
+
+    @property
+    def envelope(self) -> type[BaseModel]:
+        return self.module.Envelope
+
+    @property
+    def event(self) -> type[BaseModel]:
+        return self.module.Event
+
+    @property
+    def match_keys(self) -> frozenset[str]:
+        """Every route match key that applies to this sender's deliveries."""
+        return frozenset(self.module.MATCH) | frozenset(getattr(self.module, "RUN_MATCH", ()))
+
+    @property
+    def has_runs(self) -> bool:
+        return hasattr(self.module, "runs")
+
+    def claims(self, body: dict[str, Any]) -> bool:
+        return self.module.claims(body)
+
+    def subject(self, envelope: BaseModel) -> str:
+        return self.module.subject(envelope)
+
+    def facts(self, envelope: BaseModel) -> dict[str, Any]:
+        return self.module.facts(envelope)
+
+    def delivery_key(self, envelope: BaseModel) -> str | None:
+        """LangSmith's own id of this delivery (its retries repeat it), if the sender has one."""
+        key = getattr(self.module, "delivery_key", None)
+        return key(envelope) if key else None
+
+    def runs(self, envelope: BaseModel) -> list[dict[str, Any]] | None:
+        """What run filters look at, per run; None for a sender without runs."""
+        if not self.has_runs:
+            return None
+        return [self.module.run_facts(run) for run in self.module.runs(envelope)]
+
+    def narrow(self, event: BaseModel, keep: Callable[[dict[str, Any]], bool]) -> BaseModel:
+        """The event with only the runs ``keep`` selects (the event itself if it has none)."""
+        if not self.has_runs:
+            return event
+        return self.module.narrow(event, lambda run: keep(self.module.run_facts(run)))
+
+
+SOURCES: dict[str, Source] = {
+    module.NAME: Source(module)
+    for module in (rule, alert, prompt_commit, engine, context_hub, agent_run, unknown)
+}
+_OBJECT = TypeAdapter(dict[str, Any])
+
+
+class BodyError(ValueError):
+    """The body is not a JSON object, or claims to be a sender's body and is not valid."""
+
+
+@dataclass(frozen=True)
+class Recognised:
+    source: Source
+    envelope: BaseModel
+
+
+def validation_reason(exc: ValidationError, limit: int = 3) -> str:
+    """A short, readable summary of what is wrong with a body."""
+    parts = []
+    for error in exc.errors(include_url=False, include_input=False)[:limit]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        parts.append(f"{where}: {error['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def recognise(body: bytes | bytearray, preferred: Sequence[Source] = ()) -> Recognised:
+    """Which sender's body this is, and its envelope: one parse in the common case.
+
+    The first ``preferred`` source (the route's first declared sender, ``rule`` by default)
+    is tried straight on the bytes. Otherwise the body is parsed once into an object and
+    the first source that claims it validates it; an object no sender claims is ``unknown``.
+    Raises :class:`BodyError` for a body that is not a JSON object, or that a sender claims
+    (by its keys) but whose fields are wrong: a clear 422 beats a record nobody can read.
+    """
+    first = preferred[0] if preferred else None
+    if first is not None and first is not SOURCES["unknown"]:
+        try:
+            return Recognised(first, first.envelope.model_validate_json(body))
+        except ValidationError:
+            pass
+    try:
+        obj = _OBJECT.validate_json(body)
+    except ValidationError as exc:
+        raise BodyError(validation_reason(exc)) from None
+    source = next(source for source in SOURCES.values() if source.claims(obj))
+    try:
+        return Recognised(source, source.envelope.model_validate(obj))
+    except ValidationError as exc:
+        raise BodyError(f"not a valid {source.name} body: {validation_reason(exc)}") from None

@@ -1,12 +1,11 @@
-"""The automation-rule sender: the body a LangSmith rule POSTs to a webhook action.
+"""Automation rules: the body a LangSmith rule's webhook action POSTs.
 
-Follows LangSmith's "Webhook notifications for rules" documentation (see
-``docs/senders.md``).
-
-Only what the receiver relies on is required (the rule id, the time window and, for each
-run, its id). Every other documented field is optional because LangSmith sends many of them
-as ``null``, and unknown fields are kept (``extra="allow"``) because LangSmith adds fields
-over time.
+Follows LangSmith's "Webhook notifications for rules" (see ``docs/senders.md``). Only what
+the receiver relies on is required (the rule id and its time window; each run's id). Every
+other documented field is optional because LangSmith sends many as ``null``, and unknown
+fields are kept (``extra="allow"``) because LangSmith adds fields over time. A rule over
+threads (2026) sends its items under another key: ``runs`` is then empty and the items are
+in ``payload.model_extra``.
 
     envelope = RuleEnvelope.model_validate_json(body)  # the edge: cheap, before 202
     payload = RulePayload.model_validate_json(body)    # the worker: every field
@@ -16,20 +15,19 @@ over time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-class _Open(BaseModel):
-    """A model that keeps fields it does not declare."""
-
-    model_config = ConfigDict(extra="allow")
+NAME = "rule"
+MATCH = ("rule_id",)
+RUN_MATCH = ("run_status", "run_type", "run_name", "tags", "feedback_key")
 
 
-class FeedbackStat(_Open):
+class FeedbackStat(BaseModel, extra="allow"):
     """Aggregated feedback for one key: ``{"n": 2, "avg": 0.5, "values": {...}}``."""
 
     n: int = 0
@@ -38,14 +36,21 @@ class FeedbackStat(_Open):
     values: dict[str, Any] = Field(default_factory=dict)
 
 
-class Run(_Open):
-    """One run that matched the rule. ``inputs``/``outputs`` may be null with the data behind
-    presigned URLs in ``inputs_s3_urls``/``outputs_s3_urls``."""
+class RunRef(BaseModel):
+    """A run as the edge sees it: what routes filter on; the rest waits for the worker."""
 
     id: UUID
     name: str | None = None
     run_type: str | None = None
     status: str | None = None
+    tags: list[str] | None = None
+    feedback_stats: dict[str, Any] | None = None
+
+
+class Run(RunRef, extra="allow"):
+    """One run that matched the rule. ``inputs``/``outputs`` may be null with the data behind
+    presigned URLs in ``inputs_s3_urls``/``outputs_s3_urls``."""
+
     error: str | None = None
     trace_id: UUID | None = None
     session_id: UUID | None = None
@@ -56,36 +61,63 @@ class Run(_Open):
     outputs: dict[str, Any] | None = None
     inputs_s3_urls: dict[str, Any] | None = None
     outputs_s3_urls: dict[str, Any] | None = None
-    feedback_stats: dict[str, Any] | None = None
     extra: dict[str, Any] | None = None
     app_path: str | None = None
 
 
-class RulePayload(_Open):
-    """The whole body: which rule fired, for which time window, on which runs."""
+class RuleEnvelope(BaseModel):
+    """What the edge validates before answering: the rule, its window and what routes need
+    of each run, at a fraction of :class:`RulePayload`'s cost on a 500-run body (unknown
+    fields are skipped, not copied)."""
 
     rule_id: UUID
     start_time: datetime
     end_time: datetime
-    runs: list[Run]
+    runs: list[RunRef] = Field(default_factory=list)
+
+
+class RulePayload(RuleEnvelope):
+    """The whole body: which rule fired, for which time window, on which runs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    runs: list[Run] = Field(default_factory=list)  # type: ignore[assignment]
     feedback_stats: dict[str, FeedbackStat] | None = None
 
 
-class RunRef(BaseModel):
-    """A run as the edge sees it: an object with a UUID ``id``; the rest waits for the worker."""
-
-    id: UUID
+Envelope = RuleEnvelope
+Event = RulePayload
 
 
-class RuleEnvelope(BaseModel):
-    """What the edge validates before answering: the rule, its window and the runs' ids.
+def claims(body: dict[str, Any]) -> bool:
+    """A rule body is the one with a ``rule_id``."""
+    return "rule_id" in body
 
-    Everything the ``202`` and the delivery record need, at a third of the cost of
-    :class:`RulePayload` on a 500-run body (unknown fields are skipped, not copied); the
-    worker validates the whole body before any handler sees it.
-    """
 
-    rule_id: UUID
-    start_time: datetime
-    end_time: datetime
-    runs: list[RunRef]
+def subject(envelope: RuleEnvelope) -> str:
+    return str(envelope.rule_id)
+
+
+def facts(envelope: RuleEnvelope) -> dict[str, Any]:
+    return {"rule_id": str(envelope.rule_id)}
+
+
+def runs(envelope: RuleEnvelope) -> list[RunRef]:
+    return envelope.runs
+
+
+def run_facts(run: RunRef) -> dict[str, Any]:
+    """What the run filters of a route (``run_status``, ``tags``, ...) look at."""
+    return {
+        "run_status": run.status,
+        "run_type": run.run_type,
+        "run_name": run.name,
+        "tags": run.tags or (),
+        "feedback_key": tuple(run.feedback_stats or ()),
+    }
+
+
+def narrow(payload: RulePayload, keep: Callable[[RunRef], bool]) -> RulePayload:
+    """The payload with only the runs ``keep`` selects (a copy; the original is shared)."""
+    kept = [run for run in payload.runs if keep(run)]
+    return payload if len(kept) == len(payload.runs) else payload.model_copy(update={"runs": kept})

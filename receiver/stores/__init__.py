@@ -47,8 +47,10 @@ class DeliveryStore(Protocol):
         """Record an attempt's outcome: done, pending again (``error``), or failed (``final``)."""
         ...
 
-    async def recent(self, limit: int = 20) -> list[DeliveryRecord]:
-        """The latest deliveries, newest first."""
+    async def recent(
+        self, limit: int = 20, *, source: str | None = None, route: str | None = None
+    ) -> list[DeliveryRecord]:
+        """The latest deliveries, newest first; only those of ``source``/``route`` if given."""
         ...
 
     async def unfinished(self) -> list[str]:

@@ -57,8 +57,10 @@ class ModalDictStore:
         await self._call(self.entries.put.aio(f"body:{record.id}", bytes(body)))
         meta = {
             "received_at": record.received_at,
-            "rule_id": record.rule_id,
+            "source": record.source,
+            "subject": record.subject,
             "runs": record.runs,
+            "routes": list(record.routes),
             "handlers": list(record.handlers),
             "call_id": None,
         }
@@ -89,7 +91,14 @@ class ModalDictStore:
         meta = await self._call(self.entries.get.aio(f"delivery:{delivery_id}"))
         if meta is None:
             return None
-        record = DeliveryRecord(delivery_id, meta["received_at"], meta["rule_id"], meta["runs"])
+        record = DeliveryRecord(
+            delivery_id,
+            meta["received_at"],
+            meta.get("source", "rule"),
+            meta.get("subject", meta.get("rule_id", "")),  # written before sources existed
+            meta["runs"],
+            tuple(meta.get("routes", ())),
+        )
         for name in meta["handlers"]:
             record.handlers[name] = await self._state(delivery_id, name)
         return record
@@ -114,8 +123,14 @@ class ModalDictStore:
         state.last_error = error
         await self._put_state(delivery_id, handler, state)
 
-    async def recent(self, limit: int = 20) -> list[DeliveryRecord]:
-        records = await self._records()
+    async def recent(
+        self, limit: int = 20, *, source: str | None = None, route: str | None = None
+    ) -> list[DeliveryRecord]:
+        records = [
+            record
+            for record in await self._records()
+            if source in (None, record.source) and (route is None or route in record.routes)
+        ]
         records.sort(key=lambda record: record.received_at, reverse=True)
         return records[:limit]
 

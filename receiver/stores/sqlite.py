@@ -38,10 +38,12 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     received_at REAL NOT NULL,
-    rule_id TEXT NOT NULL,
+    subject TEXT NOT NULL,
     runs INTEGER NOT NULL,
     body BLOB NOT NULL,  -- empty when the body is a file (external = 1)
-    external INTEGER NOT NULL DEFAULT 0
+    external INTEGER NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT 'rule',
+    routes TEXT NOT NULL DEFAULT ''  -- route names, comma-separated
 );
 CREATE TABLE IF NOT EXISTS handler_states (
     delivery_id TEXT NOT NULL REFERENCES deliveries (id),
@@ -56,9 +58,17 @@ CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (received_at);
 """
 
 _SELECT_RECORDS = (
-    "SELECT d.id, d.received_at, d.rule_id, d.runs, h.handler, h.status, h.attempts, h.last_error"
+    "SELECT d.id, d.received_at, d.source, d.subject, d.runs, d.routes,"
+    " h.handler, h.status, h.attempts, h.last_error"
     " FROM deliveries d LEFT JOIN handler_states h ON h.delivery_id = d.id"
 )
+# Columns added since the first release, for stores created before them.
+_MIGRATIONS = {
+    "external": "ALTER TABLE deliveries ADD COLUMN external INTEGER NOT NULL DEFAULT 0",
+    "subject": "ALTER TABLE deliveries RENAME COLUMN rule_id TO subject",
+    "source": "ALTER TABLE deliveries ADD COLUMN source TEXT NOT NULL DEFAULT 'rule'",
+    "routes": "ALTER TABLE deliveries ADD COLUMN routes TEXT NOT NULL DEFAULT ''",
+}
 
 
 class SqliteStore:
@@ -88,10 +98,9 @@ class SqliteStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
-            if "external" not in columns:  # a store created before bodies could be files
-                self._db.execute(
-                    "ALTER TABLE deliveries ADD COLUMN external INTEGER NOT NULL DEFAULT 0"
-                )
+            for column, statement in _MIGRATIONS.items():
+                if column not in columns:
+                    self._db.execute(statement)
             self.bodies = self.path.with_name(self.path.name + ".bodies")
             self.bodies.mkdir(exist_ok=True)
         except (OSError, sqlite3.Error) as exc:
@@ -148,12 +157,15 @@ class SqliteStore:
                 external = len(body) > LARGE_BYTES
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO deliveries"
-                    " (id, received_at, rule_id, runs, body, external) VALUES (?, ?, ?, ?, ?, ?)",
+                    " (id, received_at, source, subject, runs, routes, body, external)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         record.id,
                         record.received_at,
-                        record.rule_id,
+                        record.source,
+                        record.subject,
                         record.runs,
+                        ",".join(record.routes),
                         b"" if external else body,
                         external,
                     ),
@@ -240,10 +252,14 @@ class SqliteStore:
             (status.value, error, delivery_id, handler),
         )
 
-    async def recent(self, limit: int = 20) -> list[DeliveryRecord]:
+    async def recent(
+        self, limit: int = 20, *, source: str | None = None, route: str | None = None
+    ) -> list[DeliveryRecord]:
         return self._records(
-            "WHERE d.id IN (SELECT id FROM deliveries ORDER BY received_at DESC LIMIT ?)",
-            (limit,),
+            "WHERE d.id IN (SELECT id FROM deliveries"
+            " WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR instr(',' || routes || ',', ?2))"
+            " ORDER BY received_at DESC LIMIT ?3)",
+            (source, None if route is None else f",{route},", limit),
             order="d.received_at DESC",
         )
 
@@ -291,8 +307,23 @@ class SqliteStore:
         sql = f"{_SELECT_RECORDS} {where} ORDER BY {order}, h.handler"
         rows = self._query(sql, params)
         records: dict[str, DeliveryRecord] = {}
-        for id_, received_at, rule_id, runs, handler, status, attempts, error in rows:
-            record = records.setdefault(id_, DeliveryRecord(id_, received_at, rule_id, runs))
+        for (
+            id_,
+            received_at,
+            source,
+            subject,
+            runs,
+            routes,
+            handler,
+            status,
+            attempts,
+            error,
+        ) in rows:
+            record = records.get(id_)
+            if record is None:
+                record = records[id_] = DeliveryRecord(
+                    id_, received_at, source, subject, runs, tuple(filter(None, routes.split(",")))
+                )
             if handler is not None:
                 record.handlers[handler] = HandlerState(HandlerStatus(status), attempts, error)
         return list(records.values())
