@@ -1,10 +1,14 @@
-"""Send the sample LangSmith rule payload to a receiver and print status and latency.
+"""Send a realistic LangSmith webhook body to a receiver and print status and latency.
 
     uv run scripts/send_test_payload.py "http://127.0.0.1:8000/?secret=..."
     uv run scripts/send_test_payload.py http://127.0.0.1:8000/ --header   # secret from LS_WEBHOOK
+    uv run scripts/send_test_payload.py "http://127.0.0.1:8000/?secret=..." --source alert
+    uv run scripts/send_test_payload.py http://127.0.0.1:8000/events --source engine --sign whsec
 
-The body is ``tests/data/langsmith_rule_payload.json`` (a body LangSmith sent), or
-``--runs N`` copies of its run with fresh ids. Exit code 0 when the answer is 2xx.
+The body is the ``--source`` sender's example under ``tests/data/`` (LangSmith's documented
+examples; ``rule``, the default, is a body LangSmith sent), or for rules ``--runs N`` copies
+of its run with fresh ids. ``--sign SECRET`` adds ``X-LangSmith-Signature`` as LangSmith
+signs Engine and Context Hub events. Exit code 0 when the answer is 2xx.
 """
 
 from __future__ import annotations
@@ -21,12 +25,26 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 
-SAMPLE = Path(__file__).resolve().parent.parent / "tests" / "data" / "langsmith_rule_payload.json"
+from receiver.auth import SIGNATURE_HEADER, sign
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "data"
+EXAMPLES = {
+    "rule": "langsmith_rule_payload.json",
+    "alert": "alert_threshold.json",
+    "prompt_commit": "prompt_commit.json",
+    "engine": "engine_issue_created.json",
+    "context_hub": "context_hub_commit_created.json",
+    "agent_run": "agent_server_run.json",
+}
 
 
-def build_body(runs: int | None) -> bytes:
-    """The sample body, or one with ``runs`` runs made from its first run with new ids."""
-    payload = json.loads(SAMPLE.read_text())
+def build_body(runs: int | None, source: str = "rule") -> bytes:
+    """The source's example body, byte for byte; for a rule with ``runs``, that many runs
+    made from its first run with new ids."""
+    example = DATA / EXAMPLES[source]
+    if runs is None:
+        return example.read_bytes()
+    payload = json.loads(example.read_text())
     if runs is not None:
         template = payload["runs"][0]
         payload["runs"] = []
@@ -51,19 +69,25 @@ def move_secret_to_header(url: str, secret: str | None) -> tuple[str, dict[str, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("url", help="the receiver URL, with ?secret=... unless --header is used")
-    parser.add_argument("--runs", type=int, help="send a synthetic batch of N runs")
+    parser.add_argument("--source", choices=list(EXAMPLES), default="rule", help="which sender")
+    parser.add_argument("--runs", type=int, help="a rule with a synthetic batch of N runs")
+    parser.add_argument("--sign", metavar="SECRET", help=f"add {SIGNATURE_HEADER} under SECRET")
     parser.add_argument(
         "--header", action="store_true", help="send the secret in the X-Webhook-Secret header"
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds (LangSmith's: 5)")
     args = parser.parse_args(argv)
+    if args.runs is not None and args.source != "rule":
+        parser.error("--runs applies to --source rule only")
 
     url, headers = args.url, {"Content-Type": "application/json"}
     if args.header:
         first_secret = (os.environ.get("LS_WEBHOOK") or "").split(",")[0].strip()
         url, secret_header = move_secret_to_header(url, first_secret)
         headers.update(secret_header)
-    body = build_body(args.runs)
+    body = build_body(args.runs, args.source)
+    if args.sign:
+        headers[SIGNATURE_HEADER] = sign(body, args.sign)
     try:
         with httpx.Client(timeout=args.timeout) as client:  # built before the clock starts
             started = time.perf_counter()

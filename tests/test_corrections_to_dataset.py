@@ -6,11 +6,11 @@ import uuid
 
 import pytest
 from conftest import HEADER, drain
-from support.handler_context import context_for
 from support.langsmith_emulator import running_emulator
 from support.payloads import payload_with_runs
 
 from handlers import corrections_to_dataset
+from receiver import testing
 from receiver.delivery import DeliveryStatus
 from receiver.sources import RulePayload
 
@@ -33,7 +33,7 @@ def langsmith_env(emulator, **env: str) -> dict[str, str]:
 
 
 def run_handler(emulator, payload: dict, **env: str) -> None:
-    context = context_for(corrections_to_dataset, langsmith_env(emulator, **env))
+    context = testing.context(corrections_to_dataset, langsmith_env(emulator, **env))
     corrections_to_dataset.handle(RulePayload.model_validate(payload), context)
 
 

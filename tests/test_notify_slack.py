@@ -4,11 +4,11 @@ import json
 import logging
 
 import pytest
-from support.handler_context import context_for
 from support.payloads import payload_with_runs
 from support.slack_receiver import running_slack
 
 from handlers import notify_slack
+from receiver import testing
 from receiver.sources import RulePayload
 
 
@@ -19,7 +19,7 @@ def slack():
 
 
 def notify(payload: dict, **env: str) -> None:
-    notify_slack.handle(RulePayload.model_validate(payload), context_for(notify_slack, env))
+    notify_slack.handle(RulePayload.model_validate(payload), testing.context(notify_slack, env))
 
 
 def mixed_payload(errored: int, ok: int = 2) -> dict:
