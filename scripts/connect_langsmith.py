@@ -3,13 +3,15 @@
     uv run scripts/connect_langsmith.py --list                    # the automation rules
     uv run scripts/connect_langsmith.py --rule "my rule"          # add our webhook to it
     uv run scripts/connect_langsmith.py --rule RULE_ID --trigger  # ... and fire it now
+    uv run scripts/connect_langsmith.py --rule "my rule" --route prod-errors  # a route's URL
 
 ``--rule`` (an id or a display name) adds the receiver's URL, with the secret in the
 ``X-Webhook-Secret`` header, to the rule's webhooks; a webhook on the same host is replaced
 (a redeploy or a secret rotation), the rule's other webhooks are kept, and running it twice
 changes nothing. ``--trigger`` asks LangSmith to run the rule now, so a real delivery
 arrives. The URL and secret come from ``.webhook-state.json`` (``deploy.py`` and
-``create_secrets.py`` write it) unless ``--url`` is given. Uses ``LANGSMITH_API_KEY`` and
+``create_secrets.py`` write it) unless ``--url`` is given; ``--route NAME`` appends that
+route's path (from the routes file in ``WEBHOOK_ROUTES``). Uses ``LANGSMITH_API_KEY`` and
 ``LANGSMITH_ENDPOINT``.
 
 Exit codes: 0 done, 1 LangSmith refused, 2 usage, 3 missing prerequisite (API key, URL or
@@ -27,7 +29,9 @@ from urllib.parse import urlsplit
 from receiver.auth import SECRET_HEADER
 from receiver.cli.setup import DEFAULT_STATE_PATH, CliError, ExitCode, State
 from receiver.langsmith_api import LangSmithSetupError, make_client
-from receiver.settings import Settings
+from receiver.routes import load_routes
+from receiver.settings import Settings, SettingsError
+from receiver.sources import SOURCES
 
 RULES_PATH = "/runs/rules"
 # Fields LangSmith's PATCH /runs/rules/{id} accepts; the rule's own values are sent back
@@ -103,6 +107,18 @@ class Rules:
         self._request("POST", f"{RULES_PATH}/{rule['id']}/trigger")
 
 
+def route_url(base: str, settings: Settings, name: str) -> str:
+    """The URL of route ``name``: ``base`` plus the route's path, if the route takes rules."""
+    routes = load_routes(settings, SOURCES)
+    route = routes.by_name.get(name)
+    if route is None:
+        known = ", ".join(routes.by_name)
+        raise CliError(ExitCode.NOT_FOUND, f"no route {name!r} (routes: {known})")
+    if "rule" not in route.sources:
+        raise CliError(ExitCode.USAGE, f"route {name!r} takes no rule deliveries")
+    return base.rstrip("/") + route.path
+
+
 def render_rules(rules: list[dict]) -> str:
     """One line per rule: id, name, and the hosts its webhooks point at."""
     if not rules:
@@ -120,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rule", metavar="ID_OR_NAME", help="the rule to connect")
     parser.add_argument("--trigger", action="store_true", help="trigger the rule afterwards")
     parser.add_argument("--url", help="the receiver URL (default: from the state file)")
+    parser.add_argument("--route", metavar="NAME", help="the route (of WEBHOOK_ROUTES) to use")
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_PATH)
     args = parser.parse_args(argv)
     if not (args.list or args.rule):
@@ -127,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.trigger and not args.rule:
         parser.error("--trigger needs --rule")
     try:
-        rules = Rules(make_client(Settings.from_env()))
+        settings = Settings.from_env()
+        rules = Rules(make_client(settings))
         if args.list:
             print(render_rules(rules.list()))
         if args.rule:
@@ -138,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                     ExitCode.MISSING_PREREQUISITE,
                     "no receiver URL: run `uv run scripts/deploy.py` first, or pass --url",
                 )
+            if args.route:
+                url = route_url(url, settings, args.route)
             rule = rules.find(args.rule)
             changed = rules.connect(rule, url, state.current_secret)
             verb = "connected to" if changed else "already connected to"
@@ -145,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.trigger:
                 rules.trigger(rule)
                 print("Rule triggered: a delivery should arrive within a minute.")
-    except LangSmithSetupError as exc:
+    except (LangSmithSetupError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return ExitCode.MISSING_PREREQUISITE
     except CliError as exc:

@@ -3,12 +3,18 @@
     uv run scripts/create_secrets.py                    # first time: both secrets
     uv run scripts/create_secrets.py --rotate           # a new secret; the old one still works
     uv run scripts/create_secrets.py --finish-rotation  # drop the old one
+    uv run scripts/create_secrets.py --signing-secret   # add LangSmith's signing secret
 
-The webhook secret is 256 random bits, URL-safe. ``LANGSMITH_API_KEY`` is read from the
-environment, or asked for without echo. Values reach the ``modal`` CLI through a temporary
-JSON file of mode 0600 (``--from-json``), never on its command line, and the file is
-deleted afterwards. A copy of the webhook secret(s) stays in ``.webhook-state.json`` (mode
-0600, gitignored) for ``deploy.py`` and ``connect_langsmith.py``.
+The webhook secret is 256 random bits, URL-safe. ``--signing-secret`` stores the signing
+secret LangSmith shows for an Engine or Context Hub subscription (from
+``LS_SIGNING_SECRET``, or asked for without echo) as ``LS_SIGNING_SECRETS`` in the webhook
+Modal secret, next to ``LS_WEBHOOK``; after "Roll signing secret" in LangSmith, run it again
+with the new one: the previous one is kept beside it (one previous at most).
+``LANGSMITH_API_KEY`` is read from the environment, or asked for without echo. Values reach
+the ``modal`` CLI through a temporary JSON file of mode 0600 (``--from-json``), never on its
+command line, and the file is deleted afterwards. A copy of the secrets stays in
+``.webhook-state.json`` (mode 0600, gitignored) for ``deploy.py`` and
+``connect_langsmith.py``.
 
 Exit codes: 0 done, 1 the Modal CLI failed, 2 usage, 3 missing prerequisite (Modal CLI,
 Modal token, LangSmith key, or no secret to rotate).
@@ -68,6 +74,22 @@ def langsmith_key() -> str:
     return key
 
 
+def signing_secret() -> str:
+    """LangSmith's signing secret: ``LS_SIGNING_SECRET``, or typed without echo."""
+    value = os.environ.get("LS_SIGNING_SECRET", "").strip()
+    if not value and sys.stdin.isatty():
+        value = getpass.getpass("LangSmith signing secret (input hidden): ").strip()
+    if not value:
+        raise CliError(
+            ExitCode.MISSING_PREREQUISITE,
+            "no signing secret: export LS_SIGNING_SECRET=... (LangSmith shows it on the"
+            " webhook subscription), or run this in a terminal to be asked for it",
+        )
+    if "," in value or not value.isascii() or not value.isprintable():
+        raise CliError(ExitCode.USAGE, "a signing secret is printable ASCII without commas")
+    return value
+
+
 def next_secrets(state: State, *, rotate: bool, finish: bool) -> list[str]:
     """The webhook secrets to store: new, new + old (rotation) or the newest only (finish)."""
     if rotate or finish:
@@ -86,6 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--rotate", action="store_true", help="add a new secret, keep the old")
     mode.add_argument("--finish-rotation", action="store_true", help="keep only the newest")
+    mode.add_argument(
+        "--signing-secret",
+        action="store_true",
+        help="store LangSmith's signing secret (LS_SIGNING_SECRET, or asked); keeps the last one",
+    )
     parser.add_argument("--webhook-secret-name", default="ls-webhook")
     parser.add_argument(
         "--langsmith-secret-name", default=os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
@@ -105,20 +132,26 @@ def main(argv: list[str] | None = None) -> int:
         require_modal_token()
         state = State.load(args.state_file)
         rotating = args.rotate or args.finish_rotation
-        webhook_secrets = next_secrets(state, rotate=args.rotate, finish=args.finish_rotation)
+        if args.signing_secret:  # the webhook secrets stay as they are
+            state.signing_secrets = [signing_secret(), *state.signing_secrets[:1]]
+            webhook_secrets = state.secrets or [new_webhook_secret()]
+        else:
+            webhook_secrets = next_secrets(state, rotate=args.rotate, finish=args.finish_rotation)
         langsmith = None
-        if not (rotating or args.skip_langsmith):
+        if not (rotating or args.signing_secret or args.skip_langsmith):
             langsmith = {"LANGSMITH_API_KEY": langsmith_key()}
             if args.langsmith_endpoint:
                 langsmith["LANGSMITH_ENDPOINT"] = args.langsmith_endpoint
-        create_modal_secret(
-            args.webhook_secret_name, {"LS_WEBHOOK": ",".join(webhook_secrets)}, args.env
-        )
+        values = {"LS_WEBHOOK": ",".join(webhook_secrets)}
+        if state.signing_secrets:  # the secret is replaced as a whole: keep them in it
+            values["LS_SIGNING_SECRETS"] = ",".join(state.signing_secrets)
+        create_modal_secret(args.webhook_secret_name, values, args.env)
         state.secrets = webhook_secrets
         state.save()
         print(
             f"Modal secret '{args.webhook_secret_name}' holds {len(webhook_secrets)} webhook"
-            f" secret(s); a copy is in {args.state_file} (mode 0600)."
+            f" secret(s) and {len(state.signing_secrets)} signing secret(s); a copy is in"
+            f" {args.state_file} (mode 0600)."
         )
         if langsmith:
             create_modal_secret(args.langsmith_secret_name, langsmith, args.env)

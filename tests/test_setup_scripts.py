@@ -137,6 +137,39 @@ def test_rotation_keeps_the_old_secret_until_finished(workdir, modal_env):
     assert state(workdir)["secrets"] == [new]
 
 
+def test_signing_secrets_sit_beside_the_webhook_secret_and_survive_a_rotation(workdir, modal_env):
+    env, log = modal_env
+    run("create_secrets.py", "--skip-langsmith", cwd=workdir, env=env)
+    [webhook] = state(workdir)["secrets"]
+    for value in ("whsec-one", "whsec-two", "whsec-three"):
+        added = run(
+            "create_secrets.py",
+            "--signing-secret",
+            cwd=workdir,
+            env={**env, "LS_SIGNING_SECRET": value},
+        )
+        assert added.returncode == 0, added.stderr
+        assert value not in added.stdout + added.stderr + " ".join(
+            fake_modal.calls(log)[-1]["argv"]
+        )
+    assert fake_modal.calls(log)[-1]["json"] == {
+        "LS_WEBHOOK": webhook,  # unchanged
+        "LS_SIGNING_SECRETS": "whsec-three,whsec-two",  # the new one and the previous one
+    }
+    assert len(fake_modal.calls(log)) == 4  # the LangSmith secret is left alone
+    run("create_secrets.py", "--rotate", cwd=workdir, env=env)
+    assert fake_modal.calls(log)[-1]["json"]["LS_SIGNING_SECRETS"] == "whsec-three,whsec-two"
+    refused = run(
+        "create_secrets.py",
+        "--signing-secret",
+        cwd=workdir,
+        env={**env, "LS_SIGNING_SECRET": "a,b"},
+    )
+    assert refused.returncode == 2
+    missing = run("create_secrets.py", "--signing-secret", cwd=workdir, env=env)
+    assert missing.returncode == 3 and "LS_SIGNING_SECRET" in missing.stderr
+
+
 def test_rotation_without_a_secret_says_to_create_one_first(workdir, modal_env):
     env, _ = modal_env
     result = run("create_secrets.py", "--rotate", cwd=workdir, env=env)
@@ -286,6 +319,31 @@ def test_connect_replaces_our_old_webhook_after_a_rotation(workdir, langsmith):
     assert run("connect_langsmith.py", "--rule", "r", cwd=workdir, env=env).returncode == 0
     [hook] = emulator.rules[rule["id"]]["webhooks"]
     assert hook["headers"] == {"X-Webhook-Secret": "s3cret-new"}
+
+
+def test_connect_to_a_route_uses_the_routes_path(workdir, langsmith):
+    emulator, env = langsmith
+    rule = emulator.add_rule("r")
+    (workdir / "routes.toml").write_text(
+        "[[routes]]\nname = 'prod-errors'\npath = '/hooks/prod-errors'\n"
+        "handlers = ['handlers.log_runs']\n"
+        "[[routes]]\nname = 'issues'\npath = '/engine'\nsources = ['engine']\n"
+        "handlers = ['handlers.log_runs']\n"
+    )
+    env = {**env, "WEBHOOK_ROUTES": "routes.toml"}
+    result = run(
+        "connect_langsmith.py", "--rule", "r", "--route", "prod-errors", cwd=workdir, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    [hook] = emulator.rules[rule["id"]]["webhooks"]
+    assert hook["url"] == "https://acme--hooks-web.modal.run/hooks/prod-errors"
+    wrong = run("connect_langsmith.py", "--rule", "r", "--route", "issues", cwd=workdir, env=env)
+    assert (wrong.returncode, wrong.stderr.strip()) == (
+        2,
+        "error: route 'issues' takes no rule deliveries",
+    )
+    typo = run("connect_langsmith.py", "--rule", "r", "--route", "prod", cwd=workdir, env=env)
+    assert typo.returncode == 4 and "routes: prod-errors, issues" in typo.stderr
 
 
 def test_trigger_fires_the_rule(workdir, langsmith):

@@ -87,11 +87,13 @@ def run_modal(args: Sequence[str], *, capture: bool = False) -> subprocess.Compl
 
 @dataclass
 class State:
-    """The local state file's content: webhook secrets (current first) and the deployed URL."""
+    """The local state file's content: webhook secrets (current first), LangSmith's signing
+    secrets (current first) and the deployed URL."""
 
     path: Path = DEFAULT_STATE_PATH
     secrets: list[str] = field(default_factory=list, repr=False)
     url: str | None = None
+    signing_secrets: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_STATE_PATH) -> State:
@@ -99,7 +101,12 @@ class State:
         if not path.exists():
             return cls(path)
         data = json.loads(path.read_text())
-        return cls(path, list(data.get("secrets", [])), data.get("url"))
+        return cls(
+            path,
+            list(data.get("secrets", [])),
+            data.get("url"),
+            list(data.get("signing_secrets", [])),
+        )
 
     @property
     def current_secret(self) -> str:
@@ -115,5 +122,8 @@ class State:
         """Write the file with mode 0600 (created so, never readable by others even briefly)."""
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            json.dump({"secrets": self.secrets, "url": self.url}, out, indent=2)
+            content = {"secrets": self.secrets, "url": self.url}
+            if self.signing_secrets:
+                content["signing_secrets"] = self.signing_secrets
+            json.dump(content, out, indent=2)
         os.chmod(self.path, 0o600)
