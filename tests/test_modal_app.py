@@ -119,6 +119,32 @@ def test_declared_options_reach_both_functions_and_secrets_never_do():
     }
 
 
+def test_the_routes_file_travels_in_the_image_and_both_functions_read_it_there(tmp_path):
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        "[[routes]]\nname = 'issues'\npath = '/engine'\nsources = ['engine']\n"
+        "handlers = ['handlers_for_tests.watcher']\n"
+    )
+    out = _import_in_fresh_interpreter(
+        "import webhook_app as w, json\n"
+        "from modal._utils.async_utils import synchronizer\n"
+        "base, mount = synchronizer._translate_in(w.image)._deps()\n"  # the last layer
+        "files = [(str(e.local_file), str(e.remote_path)) for e in mount._entries]\n"
+        "print(json.dumps([w.runtime_env['WEBHOOK_ROUTES'], files,"
+        " [r.name for r in w.routes.routes], [h.name for h in w.handlers]]))",
+        WEBHOOK_ROUTES=str(routes),
+        TEST_EVENTS_PATH="/tmp/events.jsonl",
+        PYTHONPATH=str(ROOT / "tests"),
+    )
+    in_image = webhook_app.ROUTES_IN_IMAGE
+    assert json.loads(out) == [
+        in_image,
+        [[str(routes), in_image]],
+        ["issues"],
+        ["handlers_for_tests.watcher"],
+    ]
+
+
 def test_the_web_function_loads_no_sqlite_store_no_local_worker_and_no_cli_code():
     out = _import_in_fresh_interpreter(
         "import sys, webhook_app; webhook_app.web.local();"
