@@ -36,6 +36,7 @@ SECRET = "bench-secret-0123456789"
 SAMPLE = json.loads((ROOT / "tests" / "data" / "langsmith_rule_payload.json").read_text())
 PLACEHOLDER = "00000000-0000-4000-8000-000000000000"
 RESULTS = ROOT / "bench" / "results.json"
+BENCH_ROUTES = ROOT / "bench" / "routes.toml"
 
 
 def free_port() -> int:
@@ -46,25 +47,37 @@ def free_port() -> int:
 
 @contextmanager
 def served(app: str, env: dict[str, str] | None = None):
-    """``bench/serve.py APP`` in its own process; yields (port, pid)."""
+    """``bench/serve.py APP`` in its own process; yields (port, pid).
+
+    A server that exits before it listens stops the benchmark with its error output.
+    """
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "serve.py"), app, "--port", str(port)],
-        env={**os.environ, "LANGSMITH_TRACING": "false", "NO_PROXY": "127.0.0.1", **(env or {})},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(400):
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.1):
-                    break
-            except OSError:
-                time.sleep(0.05)
-        yield port, process.pid
-    finally:
-        process.terminate()
-        process.wait(10)
+    with tempfile.TemporaryFile() as errors:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "serve.py"), app, "--port", str(port)],
+            env={
+                **os.environ,
+                "LANGSMITH_TRACING": "false",
+                "NO_PROXY": "127.0.0.1",
+                **(env or {}),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
+        try:
+            for _ in range(400):
+                if process.poll() is not None:
+                    errors.seek(0)
+                    raise RuntimeError(f"{app} did not start:\n{errors.read().decode()}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.1):
+                        break
+                except OSError:
+                    time.sleep(0.05)
+            yield port, process.pid
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 def payload(runs: int, *, text: int = 0) -> dict:
@@ -101,11 +114,13 @@ def target(app: str) -> tuple[str, dict[str, str]]:
 
 
 def ours_env(tmp: str, **extra: str) -> dict[str, str]:
-    """Ours with a handler that does nothing (``bench/noop_handler.py``): the receiver alone."""
+    """Ours with the routes of ``bench/routes.toml``, whose handler does nothing
+    (``bench/noop_handler.py``): the receiver alone, routing included."""
+    routed = {} if "WEBHOOK_HANDLERS" in extra else {"WEBHOOK_ROUTES": str(BENCH_ROUTES)}
     return {
         "LS_WEBHOOK": SECRET,
         "WEBHOOK_STORE_PATH": str(Path(tmp) / f"{uuid.uuid4()}.sqlite3"),
-        "WEBHOOK_HANDLERS": "noop_handler",
+        **routed,
         **extra,
     }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -63,8 +64,14 @@ class Match(BaseModel):
     repo_handle: Values | None = None
     assistant_id: Values | None = None
 
+    @cached_property
     def conditions(self) -> dict[str, Any]:
-        return {key: value for key, value in self if value is not None}
+        """The conditions set, by key: lower-cased values (matching ignores case) or a number."""
+        return {
+            key: value if isinstance(value, int) else frozenset(v.lower() for v in value)
+            for key, value in self
+            if value is not None
+        }
 
 
 def _holds(key: str, fact: Any, wanted: Any) -> bool:
@@ -73,12 +80,8 @@ def _holds(key: str, fact: Any, wanted: Any) -> bool:
     if key == "max_severity":
         return fact <= wanted
     if isinstance(fact, tuple | list | set | frozenset):
-        return any(str(item).lower() in _lowered(wanted) for item in fact)
-    return str(fact).lower() in _lowered(wanted)
-
-
-def _lowered(values: Sequence[str]) -> set[str]:
-    return {value.lower() for value in values}
+        return any(str(item).lower() in wanted for item in fact)
+    return str(fact).lower() in wanted
 
 
 class Route(BaseModel):
@@ -98,7 +101,7 @@ class Route(BaseModel):
         """True when a delivery of ``source`` with these facts (and runs) is this route's."""
         if source not in self.sources:
             return False
-        conditions = self.match.conditions()
+        conditions = self.match.conditions
         for key, wanted in conditions.items():
             if key in facts and not _holds(key, facts[key], wanted):
                 return False
@@ -110,7 +113,7 @@ class Route(BaseModel):
         """True when ``run`` passes every run condition (``run_status``, ...) of this route."""
         return all(
             _holds(key, run[key], wanted)
-            for key, wanted in self.match.conditions().items()
+            for key, wanted in self.match.conditions.items()
             if key in run
         )
 
@@ -203,7 +206,7 @@ def _check(path: Path, route: Route, sources: Mapping[str, SourceInfo]) -> None:
             raise SettingsError(
                 f"{where}: sources: unknown source {name!r} (known: {', '.join(sources)})"
             )
-    for key in route.match.conditions():
+    for key in route.match.conditions:
         applies = [name for name in sources if key in sources[name].match_keys]
         for name in route.sources:
             if name not in applies:

@@ -1,7 +1,6 @@
 """Every status code of the HTTP edge, through the in-process test client."""
 
 import asyncio
-import json
 import logging
 
 import pytest
@@ -86,15 +85,32 @@ def test_no_configured_secret_refuses_every_post_with_503_and_says_why(
         (b"not json", "Invalid JSON"),
         (b"", "Invalid JSON"),
         (b"[1, 2]", "Input should be an object"),
-        (json.dumps({"rule_id": "not-a-uuid"}).encode(), "rule_id"),
-        (json.dumps({**sample_payload(), "runs": "many"}).encode(), "runs"),
     ],
 )
-def test_a_body_that_is_not_a_rule_payload_is_422_with_a_short_reason(client, body, reason):
+def test_a_body_that_is_not_a_json_object_is_422_with_a_short_reason(client, body, reason):
     response = client.post("/", content=body, headers=HEADER)
     assert response.status_code == 422
     assert reason in response.json()["error"]
     assert len(response.json()["error"]) < 400
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"rule_id": "not-a-uuid"}, "not a valid rule body: rule_id: Input should be a valid UUID"),
+        ({**sample_payload(), "runs": "many"}, "not a valid rule body: runs: Input should be"),
+    ],
+)
+def test_a_body_with_a_senders_keys_but_wrong_fields_is_kept_as_unknown_saying_why(
+    client, body, problem, caplog
+):
+    """LangSmith never retries a 4xx: a body refused would be lost, so it is kept."""
+    with caplog.at_level(logging.WARNING, logger="receiver.http"):
+        response = client.post("/", json=body, headers=HEADER)
+    assert (response.status_code, response.json()["source"]) == (202, "unknown")
+    assert problem in caplog.text
+    status = client.get(f"/deliveries/{response.json()['delivery_id']}", headers=HEADER).json()
+    assert status["subject"].startswith(problem)
 
 
 def test_a_body_over_the_limit_is_413_from_its_content_length(make_settings, open_client):

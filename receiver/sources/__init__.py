@@ -124,8 +124,12 @@ class BodyError(ValueError):
 
 @dataclass(frozen=True)
 class Recognised:
+    """The sender of a body and its envelope; ``problem`` says why a body that looked like a
+    sender's (it has its keys) is kept as ``unknown`` instead."""
+
     source: Source
     envelope: BaseModel
+    problem: str = ""
 
 
 def validation_reason(exc: ValidationError, limit: int = 3) -> str:
@@ -143,9 +147,10 @@ def recognise(body: bytes | bytearray, preferred: Sequence[Source] = ()) -> Reco
 
     The first ``preferred`` source (the route's first declared sender, ``rule`` by default)
     is tried straight on the bytes. Otherwise the body is parsed once into an object and
-    the first source that claims it validates it; an object no sender claims is ``unknown``.
-    Raises :class:`BodyError` for a body that is not a JSON object, or that a sender claims
-    (by its keys) but whose fields are wrong: a clear 422 beats a record nobody can read.
+    the first source that claims it validates it. An object no sender claims is
+    ``unknown``; so is one a sender claims (by its keys) whose fields are wrong, with the
+    reason in ``problem``: LangSmith never retries a refused delivery, so it is kept.
+    Raises :class:`BodyError` for a body that is not a JSON object.
     """
     first = preferred[0] if preferred else None
     if first is not None and first is not SOURCES["unknown"]:
@@ -161,4 +166,6 @@ def recognise(body: bytes | bytearray, preferred: Sequence[Source] = ()) -> Reco
     try:
         return Recognised(source, source.envelope.model_validate(obj))
     except ValidationError as exc:
-        raise BodyError(f"not a valid {source.name} body: {validation_reason(exc)}") from None
+        problem = f"not a valid {source.name} body: {validation_reason(exc)}"
+    unknown = SOURCES["unknown"]
+    return Recognised(unknown, unknown.envelope.model_validate(obj), problem)
