@@ -21,6 +21,12 @@ The contract:
   the first try), ``settings`` (the receiver's own), ``logger`` (lines are tagged with the
   delivery id) and ``run_key(run.id)``, a UUID that is the same on every retry and
   redelivery: use it as the id of what you create, so a retry never duplicates it.
+- Without ``SOURCES`` a handler takes rule deliveries. ``SOURCES = ("rule", "engine")``
+  (names as in ``docs/senders.md``) makes it take those senders' events too: an
+  ``EngineEvent`` then arrives instead of a ``RulePayload`` (tell them apart with
+  ``isinstance``). On a route with run conditions, ``payload.runs`` holds only the runs the
+  route selects.
+- Test it without a server: ``receiver.testing`` builds events and the context.
 - Raise to fail. The handler is retried with exponential backoff (``WEBHOOK_MAX_ATTEMPTS``);
   after the last attempt the delivery is marked dead and can be replayed with
   ``uv run scripts/replay.py``. Handlers that succeeded are not run again.

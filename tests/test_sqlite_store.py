@@ -2,6 +2,7 @@
 
 import asyncio
 import sqlite3
+import threading
 
 import pytest
 
@@ -87,3 +88,25 @@ def test_a_store_created_before_external_bodies_and_sources_is_upgraded_in_place
     assert (old.source, old.subject, old.routes) == ("rule", "rule", ())
     assert asyncio.run(store.accept(record("new"), b"u" * (LARGE_BYTES + 1))) is True
     store.close()
+
+
+def test_a_write_waits_for_another_processs_lock_and_gives_up_after_the_busy_timeout(tmp_path):
+    """The store waits for the lock itself (SQLite's handler would sleep in 1-100 ms steps):
+    a lock released in time is waited for, one held past ``busy_timeout`` is a StoreError."""
+    path = tmp_path / "deliveries.sqlite3"
+    store = SqliteStore(path, busy_timeout=5.0)
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    releaser = threading.Timer(0.3, other.execute, ["COMMIT"])
+    releaser.start()
+    assert asyncio.run(store.accept(record("waited"), b"{}")) is True
+    releaser.join()
+    impatient = SqliteStore(path, busy_timeout=0.1)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreError, match="database is locked"):
+        asyncio.run(impatient.accept(record("refused"), b"{}"))
+    with pytest.raises(StoreError, match="database is locked"):
+        asyncio.run(impatient.start_attempt("waited", "h"))
+    other.execute("ROLLBACK")
+    assert asyncio.run(impatient.start_attempt("waited", "h")) == 1
+    assert asyncio.run(store.get("refused")) is None

@@ -23,6 +23,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +32,7 @@ from pathlib import Path
 from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
 from receiver.stores import Body, StoreError
 
+_BUSY = (sqlite3.SQLITE_BUSY, getattr(sqlite3, "SQLITE_BUSY_SNAPSHOT", 517))
 LARGE_BYTES = 64 * 1024  # larger bodies go to files; larger batches commit in a thread
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # a delivery id usable as a file name
 
@@ -85,12 +87,13 @@ class SqliteStore:
 
     def __init__(self, path: str | Path, *, busy_timeout: float = 2.0) -> None:
         self.path = Path(path)
+        self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
                 self.path,
-                timeout=busy_timeout,
+                timeout=0,  # waits for a lock are :meth:`_execute`'s
                 isolation_level=None,
                 check_same_thread=False,
             )
@@ -112,7 +115,7 @@ class SqliteStore:
             try:
                 if durable:
                     self._db.execute("PRAGMA synchronous=FULL")
-                self._db.execute("BEGIN IMMEDIATE")
+                self._execute("BEGIN IMMEDIATE")
                 try:
                     yield self._db
                 except BaseException:
@@ -127,10 +130,29 @@ class SqliteStore:
                 if durable:
                     self._db.execute("PRAGMA synchronous=NORMAL")
 
+    def _execute(self, sql: str, params: Sequence = ()) -> sqlite3.Cursor:
+        """Run one statement, waiting for another process's write lock in short steps.
+
+        SQLite's own busy handler sleeps 1, 2, 5, 10 ms... between tries; the other writer
+        (the worker's bookkeeping, the server's commit) holds the lock for microseconds, so
+        those sleeps were mostly waiting for nothing. Here the pause starts at 50 µs and
+        doubles up to 2 ms, until ``busy_timeout`` has passed.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.00005
+        while True:
+            try:
+                return self._db.execute(sql, params)
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode not in _BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.002)
+
     def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._lock:
             try:
-                return self._db.execute(sql, params).fetchall()
+                return self._execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise StoreError(f"delivery store {self.path}: {exc}") from exc
 
