@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 NAME = "context_hub"
 MATCH = ("event_type", "repo_handle")
@@ -33,7 +33,7 @@ class Commit(BaseModel, extra="allow"):
     created_at: str | None = None
     created_by: str | None = None
     url: str | None = None
-    files_changed: list[FileChange] = Field(default_factory=list)
+    files_changed: list[FileChange] = []
 
 
 class CommitData(BaseModel, extra="allow"):
