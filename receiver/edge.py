@@ -18,7 +18,8 @@ code   when
 413    body larger than ``WEBHOOK_MAX_BODY_BYTES`` (the rest is not read)
 422    body is not a JSON object (any object is kept: as its sender's, or ``unknown``)
 503    no credential configured (never open by default), or the delivery could not
-       be recorded: LangSmith retries 5xx answers
+       be recorded within ``WEBHOOK_ACK_DEADLINE_SECONDS``: LangSmith retries 5xx
+       answers (a delivery recorded after the deadline is then a duplicate)
 =====  ============================================================================
 
 The OpenAPI document (``/openapi.json``, ``/docs``) is generated from these routes.
@@ -28,6 +29,7 @@ The OpenAPI document (``/openapi.json``, ``/docs``) is generated from these rout
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -299,9 +301,11 @@ def create_app(
                 handlers={name: HandlerState() for name in routes.handlers_of(matched)},
             )
             try:
-                new = await intake.accept(record, body)
-            except StoreError as exc:
-                log.error("delivery=%s not recorded, answering 503: %s", record.id, exc)
+                async with asyncio.timeout(settings.ack_deadline_seconds):
+                    new = await intake.accept(record, body)
+            except (StoreError, TimeoutError) as exc:
+                reason = str(exc) or f"not recorded within {settings.ack_deadline_seconds} s"
+                log.error("delivery=%s not recorded, answering 503: %s", record.id, reason)
                 return _error(503, "the delivery could not be recorded; retry later")
             log.info(
                 "delivery=%s %s source=%s %s runs=%d routes=%s",

@@ -137,6 +137,10 @@ class Settings(EnvSettings):
     )
     routes_file: Path | None = Field(None, validation_alias="WEBHOOK_ROUTES")
     max_body_bytes: int = Field(25 * 1024 * 1024, validation_alias="WEBHOOK_MAX_BODY_BYTES", gt=0)
+    # Recording a delivery must end well inside LangSmith's 5 s: past it the answer is 503.
+    ack_deadline_seconds: float = Field(
+        3.0, validation_alias="WEBHOOK_ACK_DEADLINE_SECONDS", gt=0, lt=5
+    )
 
     # Running handlers: attempts, backoff, and (locally) how many at once.
     max_attempts: int = Field(5, validation_alias="WEBHOOK_MAX_ATTEMPTS", ge=1)

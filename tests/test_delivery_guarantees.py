@@ -133,3 +133,26 @@ def test_deliveries_are_listed_newest_first_with_their_status(make_settings, ope
         recent = client.portal.call(client.app.state.store.recent, 2)
     assert [record.id for record in recent] == ids[::-1][:2]
     assert all(record.status is DeliveryStatus.DONE for record in recent)
+
+
+def test_a_delivery_held_up_past_the_deadline_is_503_then_recorded_processed_once(
+    make_settings, open_client, record_path, sample_body
+):
+    """Another process holds the store's lock past the ack deadline: the sender gets 503
+    in time (and retries); the commit still lands once the lock is free, the handler runs
+    once, and the retry is a duplicate."""
+    settings = make_settings(ack_deadline_seconds=0.2, store_busy_seconds=5.0)
+    with open_client(settings) as client:
+        other = sqlite3.connect(settings.store_path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        release = threading.Timer(1.0, other.execute, ["COMMIT"])
+        release.start()
+        late = client.post("/", content=sample_body, headers=HEADER)
+        assert client.get("/healthz").status_code == 200  # the loop was never blocked
+        release.join()
+        assert wait_for(lambda: read_calls(record_path), timeout=10)  # recorded, processed
+        retry = client.post("/", content=sample_body, headers=HEADER)
+        drain(client)
+    assert late.status_code == 503
+    assert (retry.status_code, retry.json()["duplicate"]) == (202, True)
+    assert [call[3] for call in read_calls(record_path)] == ["ok"]

@@ -3,6 +3,7 @@
 import asyncio
 import time
 
+import httpx
 import pytest
 from conftest import HEADER, SECRET
 from starlette.testclient import TestClient
@@ -82,3 +83,30 @@ def test_redeliveries_after_the_spawn_are_202_without_spawning_again(copies):
     assert [a.status_code for a in answers] == [202] * copies
     assert [a.json()["duplicate"] for a in answers] == [False] + [True] * (copies - 1)
     assert len(spawner.spawned) == 1
+
+
+class HangingDict(MemoryDict):
+    """A Dict whose writes never answer (a stalled Modal control plane)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+        async def hang(*args, **kwargs):
+            await asyncio.Event().wait()
+
+        self.put = type("Put", (), {"aio": staticmethod(hang)})()
+
+
+def test_a_hanging_dict_is_503_at_the_ack_deadline_never_a_late_answer():
+    settings = Settings(secrets=(SECRET,), ack_deadline_seconds=0.2)
+    app = create_modal_app(settings, HangingDict(), Spawner())
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/", content=unique_body(), headers=HEADER)
+
+    # The outer bound only turns a hang into a failure; the edge's own deadline answers.
+    response = asyncio.run(asyncio.wait_for(post(), timeout=10))
+    assert response.status_code == 503
+    assert response.json() == {"error": "the delivery could not be recorded; retry later"}

@@ -11,6 +11,7 @@ from receiver.settings import DEFAULT_HANDLERS, Settings, SettingsError, forward
 BAD_VALUES = {
     "WEBHOOK_HANDLERS": "handlers.log_runs,not a module",
     "WEBHOOK_MAX_BODY_BYTES": "25MB",
+    "WEBHOOK_ACK_DEADLINE_SECONDS": "5",
     "WEBHOOK_MAX_ATTEMPTS": "0",
     "WEBHOOK_RETRY_BASE_SECONDS": "-1",
     "WEBHOOK_RETRY_MAX_SECONDS": "soon",

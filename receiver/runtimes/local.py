@@ -94,7 +94,8 @@ class LocalIntake:
     Concurrent deliveries are committed together ("group commit"): one writer task takes
     every delivery waiting to be recorded and commits them in one transaction, one fsync,
     then answers each. Under load this turns many fsyncs into a few; alone, a delivery is
-    committed at once.
+    committed at once. The writer, not the request, wakes the worker: a request that gave
+    up waiting (the edge's deadline) may still have been recorded, and is then processed.
     """
 
     def __init__(self, store: SqliteStore, wake: Callable[[str], None]) -> None:
@@ -108,10 +109,7 @@ class LocalIntake:
         self._waiting.append((record, body, answer))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_waiting())
-        new = await answer
-        if new:
-            self.wake(record.id)
-        return new
+        return await answer
 
     async def _write_waiting(self) -> None:
         while self._waiting:
@@ -126,7 +124,9 @@ class LocalIntake:
                     if not answer.done():
                         answer.set_exception(exc)
                 continue
-            for (_, _, answer), new in zip(batch, results, strict=True):
+            for (record, _, answer), new in zip(batch, results, strict=True):
+                if new:
+                    self.wake(record.id)
                 if not answer.done():
                     answer.set_result(new)
 

@@ -8,9 +8,11 @@ twice (WAL, then checkpoint) through 4 KiB pages, at about four times the CPU of
 write (measured: 1.6 ms against 0.4 ms for 594 KB; sqlite.org's "Internal Versus External
 BLOBs" finds the same above ~100 KB).
 
-The async methods run their SQL on the event loop itself, without a thread: each call takes
-well under a millisecond, and handing it to a thread costs more (the GIL hand-over) than the
-call. ``busy_timeout`` bounds how long one may wait for another process's lock.
+Accepting runs in a thread (it syncs, and may wait for another process's lock, while the
+edge's deadline must still be able to answer). The other async methods, the worker's and
+the operator's, run their SQL on the event loop itself: each call takes well under a
+millisecond, and handing it to a thread costs more (the GIL hand-over) than the call.
+``busy_timeout`` bounds how long one may wait for another process's lock.
 
     store = SqliteStore("data/deliveries.sqlite3")
     new = await store.accept(record, body)
@@ -33,7 +35,7 @@ from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
 from receiver.stores import Body, StoreError
 
 _BUSY = (sqlite3.SQLITE_BUSY, getattr(sqlite3, "SQLITE_BUSY_SNAPSHOT", 517))
-LARGE_BYTES = 64 * 1024  # larger bodies go to files; larger batches commit in a thread
+LARGE_BYTES = 64 * 1024  # larger bodies go to files
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")  # a delivery id usable as a file name
 
 _SCHEMA = """
@@ -162,13 +164,11 @@ class SqliteStore:
     async def accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, Body]]) -> list[bool]:
         """:meth:`accept` for several deliveries in one transaction: all recorded, or none.
 
-        Large bodies are committed in a thread: writing and syncing megabytes takes
-        milliseconds, during which the event loop goes on reading the next requests (they
-        join the next transaction). Small ones are committed inline, where a thread hand-over
-        would cost more than the commit.
+        Committed in a thread: a sync takes a fraction of a millisecond to milliseconds, and
+        waiting for another process's lock up to ``busy_timeout``; meanwhile the event loop
+        goes on reading the next requests (they join the next transaction), answering
+        ``/healthz``, and can give up on this one at the edge's deadline.
         """
-        if sum(len(body) for _, body in deliveries) <= LARGE_BYTES:
-            return self._accept_many(deliveries)
         return await asyncio.to_thread(self._accept_many, deliveries)
 
     def _accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, Body]]) -> list[bool]:
