@@ -35,6 +35,9 @@ ROUTES_IN_IMAGE = "/root/webhook_routes.toml"
 if settings.routes_file is not None:
     runtime_env["WEBHOOK_ROUTES"] = ROUTES_IN_IMAGE
 
+# The uv that builds the image: the version that wrote uv.lock (bump both together).
+UV_VERSION = "0.13.9"
+
 # The image: dependencies exactly as locked in uv.lock (without the dev group), then our
 # own code. Modal 1.x mounts nothing implicitly, so the `receiver` package (with its page
 # templates), `handlers/` and the top-level package of every configured handler module are
@@ -43,7 +46,7 @@ local_packages = sorted({"receiver", "handlers"} | {h.name.split(".")[0] for h i
 not_source = ~modal.FilePatternMatcher("**/*.py", "**/*.html")
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .uv_sync(str(Path(__file__).resolve().parent), extra_options="--no-dev")
+    .uv_sync(str(Path(__file__).resolve().parent), extra_options="--no-dev", uv_version=UV_VERSION)
     .add_local_python_source(*local_packages, ignore=not_source)
 )
 if settings.routes_file is not None:
@@ -88,16 +91,22 @@ async def process(delivery_id: str) -> dict:
 
 # The endpoint. One container answers many deliveries at once (the work per request is a
 # secret check, a small validation and two Dict writes); more containers start for bursts.
-# A memory snapshot of the imports above makes its cold start short.
+# A memory snapshot of the imports above makes its cold start short; WEBHOOK_MIN_CONTAINERS
+# keeps that many warm (billed while idle). With WEBHOOK_PROXY_AUTH, Modal's proxy refuses
+# requests without the workspace's Modal-Key/Modal-Secret headers before any container
+# starts (connect_langsmith.py puts them on the rule's webhook).
+web_scaling = {"min_containers": settings.min_containers, "max_containers": 10}
+
+
 @app.function(
     secrets=[webhook_secret],
     env=runtime_env,
-    max_containers=10,
     scaledown_window=300,
     enable_memory_snapshot=True,
+    **web_scaling,
 )
 @modal.concurrent(max_inputs=100)
-@modal.asgi_app()
+@modal.asgi_app(requires_proxy_auth=settings.proxy_auth)
 def web():
     current = Settings.from_env()
     configure_logging(current.redacted_values)

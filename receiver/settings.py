@@ -171,6 +171,13 @@ class Settings(EnvSettings):
     dict_name: ModalName = Field(
         "langsmith-webhook-deliveries", validation_alias="WEBHOOK_DICT_NAME"
     )
+    min_containers: int = Field(0, validation_alias="WEBHOOK_MIN_CONTAINERS", ge=0, le=10)
+    proxy_auth: bool = Field(False, validation_alias="WEBHOOK_PROXY_AUTH")
+    # A Modal proxy token (`modal workspace proxy-tokens create`), for connect_langsmith.py.
+    modal_proxy_key: str | None = Field(
+        None, validation_alias="MODAL_PROXY_KEY", pattern=r"^wk-[A-Za-z0-9]+$"
+    )
+    modal_proxy_secret: SecretStr | None = Field(None, validation_alias="MODAL_PROXY_SECRET")
 
     _split = field_validator(
         "secrets", "signing_secrets", "handlers", "extra_secret_names", mode="before"

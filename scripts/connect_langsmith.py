@@ -6,7 +6,9 @@
     uv run scripts/connect_langsmith.py --rule "my rule" --route prod-errors  # a route's URL
 
 ``--rule`` (an id or a display name) adds the receiver's URL, with the secret in the
-``X-Webhook-Secret`` header, to the rule's webhooks; a webhook on the same host is replaced
+``X-Webhook-Secret`` header (and Modal's ``Modal-Key``/``Modal-Secret`` proxy token, from
+``MODAL_PROXY_KEY``/``MODAL_PROXY_SECRET``, when ``WEBHOOK_PROXY_AUTH`` is on), to the rule's
+webhooks; a webhook on the same host is replaced
 (a redeploy or a secret rotation), the rule's other webhooks are kept, and running it twice
 changes nothing. ``--trigger`` asks LangSmith to run the rule now, so a real delivery
 arrives. The URL and secret come from ``.webhook-state.json`` (``deploy.py`` and
@@ -54,11 +56,26 @@ def _without_nulls(value: Any) -> Any:
     return value
 
 
-def with_our_webhook(webhooks: list[dict], url: str, secret: str) -> list[dict]:
+def with_our_webhook(webhooks: list[dict], url: str, headers: dict[str, str]) -> list[dict]:
     """``webhooks`` with any webhook on ``url``'s host replaced by ours (added if none)."""
     host = urlsplit(url).netloc
     kept = [hook for hook in webhooks if urlsplit(hook.get("url", "")).netloc != host]
-    return [*kept, {"url": url, "headers": {SECRET_HEADER: secret}}]
+    return [*kept, {"url": url, "headers": headers}]
+
+
+def webhook_headers(secret: str, settings: Settings) -> dict[str, str]:
+    """The webhook secret, and Modal's proxy token when the web function requires it."""
+    headers = {SECRET_HEADER: secret}
+    if settings.proxy_auth:
+        if not (settings.modal_proxy_key and settings.modal_proxy_secret):
+            raise CliError(
+                ExitCode.MISSING_PREREQUISITE,
+                "WEBHOOK_PROXY_AUTH is on: create a proxy token with `uv run modal workspace"
+                " proxy-tokens create` and export MODAL_PROXY_KEY and MODAL_PROXY_SECRET",
+            )
+        headers["Modal-Key"] = settings.modal_proxy_key
+        headers["Modal-Secret"] = settings.modal_proxy_secret.get_secret_value()
+    return headers
 
 
 def patch_body(rule: dict, webhooks: list[dict]) -> dict:
@@ -95,9 +112,9 @@ class Rules:
             raise CliError(ExitCode.NOT_FOUND, f"{id_or_name!r} {problem}; rules: {names}")
         return matches[0]
 
-    def connect(self, rule: dict, url: str, secret: str) -> bool:
+    def connect(self, rule: dict, url: str, headers: dict[str, str]) -> bool:
         """Put our webhook on ``rule``; False when it was already there as is."""
-        webhooks = with_our_webhook(rule.get("webhooks") or [], url, secret)
+        webhooks = with_our_webhook(rule.get("webhooks") or [], url, headers)
         if webhooks == (rule.get("webhooks") or []):
             return False
         self._request("PATCH", f"{RULES_PATH}/{rule['id']}", json=patch_body(rule, webhooks))
@@ -159,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.route:
                 url = route_url(url, settings, args.route)
             rule = rules.find(args.rule)
-            changed = rules.connect(rule, url, state.current_secret)
+            headers = webhook_headers(state.current_secret, settings)
+            changed = rules.connect(rule, url, headers)
             verb = "connected to" if changed else "already connected to"
             print(f"{url} {verb} rule {rule.get('display_name')!r} ({rule['id']})")
             if args.trigger:

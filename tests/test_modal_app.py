@@ -119,6 +119,18 @@ def test_declared_options_reach_both_functions_and_secrets_never_do():
     }
 
 
+def test_a_warm_container_and_modal_proxy_auth_are_opt_in():
+    assert webhook_app.web.info().web_info.unauthenticated is True
+    assert webhook_app.web_scaling["min_containers"] == 0
+    out = _import_in_fresh_interpreter(
+        "import webhook_app as w, json;"
+        " print(json.dumps([w.web.info().web_info.unauthenticated, w.web_scaling]))",
+        WEBHOOK_PROXY_AUTH="true",
+        WEBHOOK_MIN_CONTAINERS="1",
+    )
+    assert json.loads(out) == [False, {"min_containers": 1, "max_containers": 10}]
+
+
 def test_the_routes_file_travels_in_the_image_and_both_functions_read_it_there(tmp_path):
     routes = tmp_path / "routes.toml"
     routes.write_text(

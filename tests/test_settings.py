@@ -24,6 +24,9 @@ BAD_VALUES = {
     "LANGSMITH_SECRET_NAME": "x" * 65,
     "WEBHOOK_EXTRA_SECRETS": "slack, bad name",
     "WEBHOOK_DICT_NAME": "deliveries!",
+    "WEBHOOK_MIN_CONTAINERS": "11",
+    "WEBHOOK_PROXY_AUTH": "maybe",
+    "MODAL_PROXY_KEY": "ak-not-a-proxy-token",
 }
 # (a routes file is checked when it is loaded: tests/test_routes.py)
 FREE_FORM = {
@@ -32,6 +35,7 @@ FREE_FORM = {
     "LANGSMITH_API_KEY",
     "WEBHOOK_STORE_PATH",
     "WEBHOOK_ROUTES",
+    "MODAL_PROXY_SECRET",
 }
 
 

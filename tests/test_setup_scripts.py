@@ -346,6 +346,24 @@ def test_connect_to_a_route_uses_the_routes_path(workdir, langsmith):
     assert typo.returncode == 4 and "routes: prod-errors, issues" in typo.stderr
 
 
+def test_with_proxy_auth_the_webhook_carries_the_modal_proxy_token(workdir, langsmith):
+    emulator, env = langsmith
+    rule = emulator.add_rule("r")
+    env = {**env, "WEBHOOK_PROXY_AUTH": "true"}
+    missing = run("connect_langsmith.py", "--rule", "r", cwd=workdir, env=env)
+    assert missing.returncode == 3 and "proxy-tokens create" in missing.stderr
+    token = {"MODAL_PROXY_KEY": "wk-abc123", "MODAL_PROXY_SECRET": "ws-secret456"}
+    result = run("connect_langsmith.py", "--rule", "r", cwd=workdir, env={**env, **token})
+    assert result.returncode == 0, result.stderr
+    [hook] = emulator.rules[rule["id"]]["webhooks"]
+    assert hook["headers"] == {
+        "X-Webhook-Secret": "s3cret-new",
+        "Modal-Key": "wk-abc123",
+        "Modal-Secret": "ws-secret456",
+    }
+    assert "ws-secret456" not in result.stdout + result.stderr
+
+
 def test_trigger_fires_the_rule(workdir, langsmith):
     emulator, env = langsmith
     rule = emulator.add_rule("r")
