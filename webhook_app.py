@@ -12,6 +12,7 @@ plain-Python ``receiver`` package; this file only declares infrastructure.
 """
 
 import os
+import sys
 from pathlib import Path
 
 import modal
@@ -70,8 +71,14 @@ langsmith_secret = modal.Secret.from_name(
 handler_secrets = [modal.Secret.from_name(name) for name in settings.extra_secret_names]
 
 # Accepted deliveries and per-handler status: the first `put(..., skip_if_exists=True)` of a
-# delivery id wins, so a redelivered body is recognised across containers.
-deliveries = modal.Dict.from_name(settings.dict_name, create_if_missing=True)
+# delivery id wins, so a redelivered body is recognised across containers. `modal serve`
+# records into a Dict of its own (the containers get its name), never production's.
+serving = modal.is_local() and sys.argv[1:2] == ["serve"]
+if serving:
+    runtime_env["WEBHOOK_DICT_NAME"] = settings.deliveries_dict_name(serving=True)
+deliveries = modal.Dict.from_name(
+    settings.deliveries_dict_name(serving=serving), create_if_missing=True
+)
 
 
 # The worker. Handler failures are retried inside with exponential backoff; `retries`

@@ -211,6 +211,11 @@ class Settings(EnvSettings):
         """The signing secrets in clear, for signature checks and log redaction only."""
         return tuple(secret.get_secret_value() for secret in self.signing_secrets)
 
+    def deliveries_dict_name(self, *, serving: bool) -> str:
+        """The Dict of deliveries: ``modal serve`` (the dev loop) keeps its own, so that it
+        never answers "duplicate" for, or lists with, the deployed app's deliveries."""
+        return f"{self.dict_name}-serve" if serving else self.dict_name
+
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based): exponential backoff."""
         return min(self.retry_max_seconds, self.retry_base_seconds * 2 ** (attempt - 1))

@@ -3,6 +3,7 @@
     uv run scripts/replay.py DELIVERY_ID [DELIVERY_ID ...]
     uv run scripts/replay.py --failed            # every dead delivery
     uv run scripts/replay.py --failed --modal    # on the deployed app: spawns `process`
+    uv run scripts/replay.py --failed --modal --env staging
 
 Locally the handlers run in this process, with the usual retries, and the outcome is
 printed. With ``--modal`` the failed handlers are reset in the app's modal.Dict and the
@@ -17,7 +18,7 @@ import argparse
 import asyncio
 import sys
 
-from receiver.cli.operator import open_store, render_table
+from receiver.cli.operator import add_modal_arguments, open_store, render_table
 from receiver.cli.replay import ReplayError, replay
 from receiver.delivery import DeliveryStatus
 from receiver.dispatch import Dispatcher, load_configuration
@@ -27,11 +28,13 @@ from receiver.settings import Settings, SettingsError
 from receiver.stores import DeliveryStore, StoreError
 
 
-def replay_on_modal(store: DeliveryStore, delivery_ids: list[str], app_name: str) -> int:
+def replay_on_modal(
+    store: DeliveryStore, delivery_ids: list[str], app_name: str, environment: str | None
+) -> int:
     """Reset the failed handlers in the Dict and spawn the deployed ``process`` for each."""
     import modal
 
-    process = modal.Function.from_name(app_name, "process")
+    process = modal.Function.from_name(app_name, "process", environment_name=environment)
     for delivery_id in delivery_ids:
         reset = asyncio.run(store.reset_failed(delivery_id))
         call = process.spawn(delivery_id)
@@ -43,20 +46,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("delivery_ids", nargs="*", metavar="DELIVERY_ID")
     parser.add_argument("--failed", action="store_true", help="replay every dead delivery")
-    parser.add_argument("--modal", action="store_true", help="replay on the deployed Modal app")
+    add_modal_arguments(parser)
     args = parser.parse_args(argv)
     if bool(args.delivery_ids) == args.failed:
         parser.error("give DELIVERY_ID(s) or --failed (not both)")
     try:
         settings = Settings.from_env()
         configure_logging(settings.redacted_values)
-        store = open_store(settings, on_modal=args.modal)
+        if args.serve:
+            parser.error("replay on Modal runs the deployed `process`: --serve does not apply")
+        store = open_store(settings, on_modal=args.modal, environment=args.env)
         delivery_ids = args.delivery_ids or asyncio.run(store.dead())
         if not delivery_ids:
             print("no dead deliveries")
             return 0
         if args.modal:
-            return replay_on_modal(store, delivery_ids, settings.app_name)
+            return replay_on_modal(store, delivery_ids, settings.app_name, args.env)
         routes, handlers = load_configuration(settings)
         dispatcher = Dispatcher(store, handlers, settings, routes)
         try:

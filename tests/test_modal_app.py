@@ -131,6 +131,25 @@ def test_a_warm_container_and_modal_proxy_auth_are_opt_in():
     assert json.loads(out) == [False, {"min_containers": 1, "max_containers": 10}]
 
 
+def test_modal_serve_records_into_a_dict_of_its_own_and_deploy_into_productions():
+    code = (
+        "import sys; sys.argv = ['modal', '{verb}', 'webhook_app.py']\n"
+        "import webhook_app as w, json\n"
+        "print(json.dumps([w.serving, w.runtime_env.get('WEBHOOK_DICT_NAME')]))"
+    )
+    served = _import_in_fresh_interpreter(code.format(verb="serve"))
+    assert json.loads(served) == [True, "langsmith-webhook-deliveries-serve"]
+    deployed = _import_in_fresh_interpreter(code.format(verb="deploy"))
+    assert json.loads(deployed) == [False, None]
+    in_container = _import_in_fresh_interpreter(
+        "import sys; sys.argv = ['modal', 'serve']\n"
+        "import modal; modal.is_local = lambda: False\n"  # as inside a container
+        "import webhook_app as w; print(w.serving, w.settings.dict_name)",
+        WEBHOOK_DICT_NAME="langsmith-webhook-deliveries-serve",  # forwarded by the serve run
+    )
+    assert in_container == "False langsmith-webhook-deliveries-serve"
+
+
 def test_the_routes_file_travels_in_the_image_and_both_functions_read_it_there(tmp_path):
     routes = tmp_path / "routes.toml"
     routes.write_text(

@@ -116,13 +116,21 @@ def deployed_dict(monkeypatch):
     assert asyncio.run(store.get("dead-1")).handlers[BROKEN].status is HandlerStatus.FAILED
 
     class Process:
+        def __init__(self, app, name, environment_name=None):
+            looked_up.append((app, name, environment_name))
+
         def spawn(self, delivery_id):
             spawned.append(delivery_id)
             return type("Call", (), {"object_id": "fc-1"})()
 
     looked_up = []
-    monkeypatch.setattr(modal.Dict, "from_name", lambda name: looked_up.append(name) or entries)
-    monkeypatch.setattr(modal.Function, "from_name", lambda app, fn: Process())
+
+    def dict_named(name, environment_name=None):
+        looked_up.append((name, environment_name))
+        return entries
+
+    monkeypatch.setattr(modal.Dict, "from_name", dict_named)
+    monkeypatch.setattr(modal.Function, "from_name", Process)
     return store, spawned, looked_up
 
 
@@ -131,13 +139,23 @@ def test_deliveries_with_modal_reads_the_deployed_dict(deployed_dict, capsys):
     assert load_script("deliveries").main(["--modal"]) == 0
     out = capsys.readouterr().out
     assert "dead-1" in out and "dead" in out and "RuntimeError: boom" in out
-    assert looked_up == ["langsmith-webhook-deliveries"]
+    assert looked_up == [("langsmith-webhook-deliveries", None)]
+
+
+def test_deliveries_reads_the_dict_of_an_environment_or_of_the_serve_loop(deployed_dict):
+    _, _, looked_up = deployed_dict
+    assert load_script("deliveries").main(["--modal", "--env", "staging", "--serve"]) == 0
+    assert looked_up == [("langsmith-webhook-deliveries-serve", "staging")]
 
 
 def test_replay_with_modal_resets_the_failed_handlers_and_spawns_process(deployed_dict, capsys):
-    store, spawned, _ = deployed_dict
-    assert load_script("replay").main(["--failed", "--modal"]) == 0
+    store, spawned, looked_up = deployed_dict
+    assert load_script("replay").main(["--failed", "--modal", "-e", "prod"]) == 0
     assert spawned == ["dead-1"]
+    assert looked_up == [
+        ("langsmith-webhook-deliveries", "prod"),
+        ("langsmith-webhooks", "process", "prod"),
+    ]
     assert asyncio.run(store.get("dead-1")).handlers[BROKEN].status.value == "pending"
     assert (
         "dead-1: reset handlers_for_tests.broken_until_fixed; spawned fc-1"

@@ -6,6 +6,7 @@ print(render_table(await store.recent(20)))
 
 from __future__ import annotations
 
+import argparse
 from datetime import UTC, datetime
 
 from receiver.delivery import DeliveryRecord
@@ -14,15 +15,29 @@ from receiver.stores import DeliveryStore
 from receiver.stores.sqlite import SqliteStore
 
 
-def open_store(settings: Settings, *, on_modal: bool) -> DeliveryStore:
-    """The local SQLite store, or the deployed app's ``modal.Dict`` (needs a Modal token)."""
+def open_store(
+    settings: Settings, *, on_modal: bool, environment: str | None = None, serving: bool = False
+) -> DeliveryStore:
+    """The local SQLite store, or the Modal app's ``modal.Dict`` (needs a Modal token): the
+    deployed app's, or with ``serving`` the one ``modal serve`` records into, in
+    ``environment`` (default: the active Modal environment)."""
     if not on_modal:
         return SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
     import modal
 
     from receiver.stores.modal_dict import ModalDictStore
 
-    return ModalDictStore(modal.Dict.from_name(settings.dict_name))
+    name = settings.deliveries_dict_name(serving=serving)
+    return ModalDictStore(modal.Dict.from_name(name, environment_name=environment))
+
+
+def add_modal_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--modal``, ``-e/--env`` and ``--serve``: which Modal Dict an operator script reads."""
+    parser.add_argument("--modal", action="store_true", help="use the Modal app's modal.Dict")
+    parser.add_argument("-e", "--env", help="Modal environment (default: your active one)")
+    parser.add_argument(
+        "--serve", action="store_true", help="with --modal: the `modal serve` dev loop's Dict"
+    )
 
 
 def render_table(records: list[DeliveryRecord]) -> str:
