@@ -2,9 +2,10 @@
 
 uvicorn's access log records the full request line, query string included, and LangSmith's
 documented URL form carries the secret there (``/?secret=...``; Agent Server's is
-``?token=...``). :class:`RedactingFilter` rewrites any ``secret=`` or ``token=`` query value
-and any configured secret to ``***`` in every record that reaches a handler it is installed
-on.
+``?token=...``). :class:`RedactingFilter` rewrites the value of any ``secret`` or ``token``
+query parameter, however its name is spelt (case, percent-encoding), and any configured
+secret to ``***`` in every record that reaches a handler it is installed on. Secrets are
+URL-safe ASCII (checked at start-up), so a configured secret reads the same in a URL.
 
     configure_logging(settings.redacted_values)
     logging.getLogger("x").info("GET /?secret=abc")  # logs "GET /?secret=***"
@@ -16,20 +17,30 @@ import logging
 import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote_plus
 
 REDACTED = "***"
-_QUERY_SECRET = re.compile(r"(?i)((?:^|[?&\s])(?:secret|token)=)[^&\s\"']*")
+# Any `name=value` pair of a query string (or standing alone); its name is compared once
+# percent-decoded, since `?%73ecret=` reaches the app as `secret` too.
+_QUERY_PAIR = re.compile(r"((?:^|[?&\s])([^=&\s\"'?]+)=)([^&\s\"']*)")
+SECRET_PARAMETERS = frozenset({"secret", "token"})
 # Loggers with handlers of their own (propagate=False) besides the root logger.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
     """``text`` with ``secret=``/``token=`` query values and each of ``secrets`` as ``***``."""
-    text = _QUERY_SECRET.sub(rf"\g<1>{REDACTED}", text)
+    text = _QUERY_PAIR.sub(_redact_pair, text)
     for secret in secrets:
         if secret:
             text = text.replace(secret, REDACTED)
     return text
+
+
+def _redact_pair(match: re.Match[str]) -> str:
+    if unquote_plus(match.group(2)).strip().lower() in SECRET_PARAMETERS:
+        return match.group(1) + REDACTED
+    return match.group(0)
 
 
 class RedactingFilter(logging.Filter):

@@ -30,6 +30,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HANDLERS = ("handlers.log_runs",)
 _MODULE_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")  # RFC 3986 unreserved characters
+_PRINTABLE = re.compile(r"^[!-+\--~]+$")  # printable ASCII, no space, no comma
 
 
 def _module_path(path: str) -> str:
@@ -182,6 +184,26 @@ class Settings(EnvSettings):
     _split = field_validator(
         "secrets", "signing_secrets", "handlers", "extra_secret_names", mode="before"
     )(split_list)
+
+    @field_validator("secrets")
+    @classmethod
+    def _url_safe(cls, secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        """One rule for every place a secret travels (header, query, log redaction)."""
+        for secret in secrets:
+            if not _URL_SAFE.match(secret.get_secret_value()):
+                raise ValueError(
+                    "each secret must be URL-safe ASCII (letters, digits, '-', '_', '.', '~'),"
+                    " as scripts/create_secrets.py generates"
+                )
+        return secrets
+
+    @field_validator("signing_secrets")
+    @classmethod
+    def _printable(cls, secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for secret in secrets:
+            if not _PRINTABLE.match(secret.get_secret_value()):
+                raise ValueError("each signing secret must be printable ASCII without commas")
+        return secrets
 
     @field_validator("handlers")
     @classmethod

@@ -38,10 +38,15 @@ def test_the_secret_appears_in_no_log_line_even_the_access_log(live_server, samp
     httpx.post(f"{server.url}?secret={SECRET}", content=sample_body)
     httpx.post(f"{server.url}?secret={SECRET}-wrong-guess", content=sample_body)
     httpx.get(f"{server.url}deliveries/x?secret={SECRET}")
+    encoded = "".join(f"%{byte:02X}" for byte in SECRET.encode())
+    disguised = httpx.post(f"{server.url}?%73ecret={encoded}", content=unique_body())
+    assert disguised.status_code == 202  # the app decodes the name and the value alike
+    assert wait_for(lambda: 'POST /?%73ecret=*** HTTP/1.1" 202' in server.log(), timeout=10)
     assert wait_for(lambda: 'POST /?secret=*** HTTP/1.1" 202' in server.log(), timeout=10)
     log = server.log()
     assert "401" in log
     assert SECRET not in log
+    assert encoded not in log
 
 
 def test_a_generated_secret_is_printed_once_with_the_url_and_works(live_server, sample_body):

@@ -15,6 +15,16 @@ def test_secret_query_values_are_redacted_wherever_they_stand():
     assert redact("nosecret=abc", ()) == "nosecret=abc"
 
 
+def test_every_spelling_of_a_secret_parameter_is_redacted():
+    """``?%73ecret=`` reaches the app as ``secret``: the log must not print its value."""
+    encoded = "".join(f"%{byte:02X}" for byte in b"hunter2")
+    line = f'"POST /?%73ecret={encoded}&x=1 HTTP/1.1"'
+    assert redact(line, ("hunter2",)) == '"POST /?%73ecret=***&x=1 HTTP/1.1"'
+    assert redact("GET /?Token=abc", ()) == "GET /?Token=***"
+    assert redact("GET /?a=1&%74%6Fken=zz", ()) == "GET /?a=1&%74%6Fken=***"
+    assert redact("GET /?secrets=abc&tokens=x", ()) == "GET /?secrets=abc&tokens=x"
+
+
 def test_configured_secrets_are_redacted_anywhere_in_a_message():
     assert redact("token hunter2 leaked (hunter2)", ("hunter2",)) == "token *** leaked (***)"
     assert redact("nothing here", ("", "hunter2")) == "nothing here"
