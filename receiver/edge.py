@@ -12,7 +12,8 @@ code   when
 =====  ============================================================================
 202    accepted (or a redelivery of one already accepted: handlers do not rerun),
        with the routes it matched (possibly none: it is recorded all the same)
-401    credential missing or wrong (nothing is read beyond the headers), signature
+401    credential missing or wrong (nothing is read beyond the headers; the
+       connection is closed, as after every refusal made before the body), signature
        not matching the body, or an unsigned LangSmith event when signing secrets
        are configured
 413    body larger than ``WEBHOOK_MAX_BODY_BYTES`` (the rest is not read)
@@ -45,6 +46,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader, APIKeyQuery
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from receiver.auth import (
     SECRET_HEADER,
@@ -131,10 +133,16 @@ async def read_body(request: Request, limit: int) -> bytearray:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise Rejection(413, f"body of {declared} bytes is over the {limit}-byte limit")
     body = bytearray()
-    async for chunk in request.stream():
-        if len(body) + len(chunk) > limit:
-            raise Rejection(413, f"body is over the {limit}-byte limit")
-        body += chunk
+    try:
+        async for chunk in request.stream():
+            if len(body) + len(chunk) > limit:
+                raise Rejection(413, f"body is over the {limit}-byte limit")
+            body += chunk
+    except ClientDisconnect:
+        # LangSmith gives up on a slow upload after 5 s: a line, not a traceback (nobody is
+        # left to answer; the sender retries or not, as it would after a timeout).
+        log.warning("delivery not received: the sender went away after %d bytes", len(body))
+        raise Rejection(400, "the sender disconnected before the body was complete") from None
     return body
 
 
@@ -399,7 +407,9 @@ def create_app(
 
     @app.exception_handler(Rejection)
     async def rejected(request: Request, exc: Rejection) -> Response:
-        return _error(exc.status_code, exc.reason)
+        # Refused before the body was read (or while): answer and close, rather than keep
+        # the connection and read up to the rest of a body nobody will look at.
+        return _error(exc.status_code, exc.reason, {"Connection": "close"})
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:

@@ -1,9 +1,11 @@
 """The real local server (scripts/serve_local.py under uvicorn on 127.0.0.1), end to end."""
 
 import json
+import socket
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import HEADER, SECRET, read_calls
 from support.langsmith_sender import deliver
 from support.live_server import uvicorn_in_thread, wait_for
@@ -153,3 +155,41 @@ def test_handlers_run_in_a_worker_process_that_dies_with_a_killed_server(live_se
     assert workers, "no worker process"
     server.kill()
     assert wait_for(lambda: not any(_alive(pid) for pid in workers), timeout=10)
+
+
+def _raw_request(url: str, head: bytes, body: bytes = b"") -> socket.socket:
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    sock.sendall(head + body)
+    return sock
+
+
+def test_a_sender_dropping_mid_body_is_one_log_line_without_a_traceback(live_server):
+    server = live_server()
+    head = (
+        f"POST / HTTP/1.1\r\nHost: x\r\nX-Webhook-Secret: {SECRET}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+    ).encode()
+    _raw_request(server.url, head, b'{"rule_id": "' + b"x" * 500).close()
+    assert wait_for(lambda: "the sender went away after" in server.log(), timeout=10)
+    assert httpx.get(server.url + "healthz").status_code == 200
+    log = server.log()
+    assert "Traceback" not in log and "Exception in ASGI application" not in log
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [("X-Webhook-Secret: wrong\r\n", b"401"), (f"X-Webhook-Secret: {SECRET}\r\n", b"413")],
+)
+def test_a_refused_body_is_answered_and_the_connection_closed_unread(live_server, headers, status):
+    """200 MB announced, none sent: the answer comes at once and the server hangs up,
+    rather than keeping the connection to read (and drop) the body."""
+    server = live_server(env={"WEBHOOK_MAX_BODY_BYTES": "4096"})
+    head = (f"POST / HTTP/1.1\r\nHost: x\r\n{headers}Content-Length: 200000000\r\n\r\n").encode()
+    sock = _raw_request(server.url, head)
+    received = b""
+    while chunk := sock.recv(65536):  # ends when the server closes (the socket times out in 5 s)
+        received += chunk
+    sock.close()
+    assert received.startswith(b"HTTP/1.1 " + status)
+    assert b"connection: close" in received.lower()
