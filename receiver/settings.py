@@ -34,6 +34,12 @@ _URL_SAFE = re.compile(r"^[A-Za-z0-9._~-]+$")  # RFC 3986 unreserved characters
 _PRINTABLE = re.compile(r"^[!-+\--~]+$")  # printable ASCII, no space, no comma
 
 
+def is_signing_secret(value: str) -> bool:
+    """Whether ``value`` can be a signing secret: printable ASCII, no space, no comma (the
+    separator of ``LS_SIGNING_SECRETS``)."""
+    return bool(_PRINTABLE.match(value))
+
+
 def _module_path(path: str) -> str:
     if not _MODULE_PATH.match(path):
         raise ValueError(f"{path!r} is not a dotted module path")
@@ -201,7 +207,7 @@ class Settings(EnvSettings):
     @classmethod
     def _printable(cls, secrets: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
         for secret in secrets:
-            if not _PRINTABLE.match(secret.get_secret_value()):
+            if not is_signing_secret(secret.get_secret_value()):
                 raise ValueError("each signing secret must be printable ASCII without commas")
         return secrets
 

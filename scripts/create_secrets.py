@@ -39,6 +39,7 @@ from receiver.cli.setup import (
     require_modal_token,
     run_modal,
 )
+from receiver.settings import is_signing_secret
 
 SECRET_BYTES = 32  # 256 bits
 
@@ -60,33 +61,40 @@ def create_modal_secret(name: str, values: dict[str, str], env: str | None) -> N
         Path(path).unlink(missing_ok=True)
 
 
+def secret_from_user(variable: str, prompt: str, missing: str) -> str:
+    """``variable`` from the environment, or typed by the user without echo; ``missing``
+    (the fix to apply) when neither gives a value."""
+    value = os.environ.get(variable, "").strip()
+    if not value and sys.stdin.isatty():
+        value = getpass.getpass(f"{prompt} (input hidden): ").strip()
+    if not value:
+        raise CliError(ExitCode.MISSING_PREREQUISITE, missing)
+    return value
+
+
 def langsmith_key() -> str:
     """``LANGSMITH_API_KEY`` from the environment, or typed by the user without echo."""
-    key = os.environ.get("LANGSMITH_API_KEY", "").strip()
-    if not key and sys.stdin.isatty():
-        key = getpass.getpass("LangSmith API key (input hidden): ").strip()
-    if not key:
-        raise CliError(
-            ExitCode.MISSING_PREREQUISITE,
-            "no LangSmith API key: export LANGSMITH_API_KEY=lsv2_... (or run this in a"
-            " terminal to be asked for it), or pass --skip-langsmith",
-        )
-    return key
+    return secret_from_user(
+        "LANGSMITH_API_KEY",
+        "LangSmith API key",
+        "no LangSmith API key: export LANGSMITH_API_KEY=lsv2_... (or run this in a"
+        " terminal to be asked for it), or pass --skip-langsmith",
+    )
 
 
 def signing_secret() -> str:
-    """LangSmith's signing secret: ``LS_SIGNING_SECRET``, or typed without echo."""
-    value = os.environ.get("LS_SIGNING_SECRET", "").strip()
-    if not value and sys.stdin.isatty():
-        value = getpass.getpass("LangSmith signing secret (input hidden): ").strip()
-    if not value:
+    """LangSmith's signing secret: ``LS_SIGNING_SECRET``, or typed without echo; checked
+    by the rule the receiver applies at start-up."""
+    value = secret_from_user(
+        "LS_SIGNING_SECRET",
+        "LangSmith signing secret",
+        "no signing secret: export LS_SIGNING_SECRET=... (LangSmith shows it on the"
+        " webhook subscription), or run this in a terminal to be asked for it",
+    )
+    if not is_signing_secret(value):
         raise CliError(
-            ExitCode.MISSING_PREREQUISITE,
-            "no signing secret: export LS_SIGNING_SECRET=... (LangSmith shows it on the"
-            " webhook subscription), or run this in a terminal to be asked for it",
+            ExitCode.USAGE, "a signing secret is printable ASCII without spaces or commas"
         )
-    if "," in value or not value.isascii() or not value.isprintable():
-        raise CliError(ExitCode.USAGE, "a signing secret is printable ASCII without commas")
     return value
 
 

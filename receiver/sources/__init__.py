@@ -119,7 +119,7 @@ _OBJECT = TypeAdapter(dict[str, Any])
 
 
 class BodyError(ValueError):
-    """The body is not a JSON object, or claims to be a sender's body and is not valid."""
+    """The body is not a JSON object (any object is recognised, as ``unknown`` at worst)."""
 
 
 @dataclass(frozen=True)
