@@ -69,10 +69,12 @@ MAX_SUBJECT_CHARS = 300  # a subject is a line in a listing
 class Intake(Protocol):
     """Where the edge puts accepted deliveries: the port each runtime implements."""
 
-    async def accept(self, record: DeliveryRecord, body: Body) -> bool:
+    async def accept(self, record: DeliveryRecord, body: Body, deadline: float) -> bool:
         """Make the delivery durable and schedule its handlers; False if already accepted.
 
-        Raises :class:`~receiver.stores.StoreError` when it cannot be recorded.
+        Raises :class:`~receiver.stores.StoreError` when it cannot be recorded, and
+        :class:`TimeoutError` when it is not known to be recorded by ``deadline`` (the event
+        loop's clock): the delivery may still be recorded, and is then processed.
         """
         ...
 
@@ -279,6 +281,7 @@ def create_app(
 
     def receiver_for(path: str) -> Callable[..., Any]:
         preferred = [SOURCES[name] for name in routes.sources_at(path)]
+        run_keys = {name: routes.condition_keys(path) & s.run_keys for name, s in SOURCES.items()}
 
         async def receive(
             request: Request, credential: Credential = credential_dependency
@@ -297,20 +300,21 @@ def create_app(
             key = source.delivery_key(envelope)
             if key is not None and signing_secrets and not signed:
                 return _error(401, f"a LangSmith event must carry a valid {SIGNATURE_HEADER}")
-            facts, runs = source.facts(envelope), source.runs(envelope)
-            matched = routes.matching(path, source.name, facts, runs)
+            keys = run_keys[source.name]
+            runs = source.runs(envelope, keys) if keys else None
+            matched = routes.matching(path, source.name, source.facts(envelope), runs)
             record = DeliveryRecord(
                 id=derive_delivery_id(body, path, key),
                 received_at=time.time(),
                 source=source.name,
                 subject=found.problem[:MAX_SUBJECT_CHARS] or source.subject(envelope),
-                runs=len(runs or ()),
+                runs=source.run_count(envelope),
                 routes=tuple(route.name for route in matched),
                 handlers={name: HandlerState() for name in routes.handlers_of(matched)},
             )
+            deadline = asyncio.get_running_loop().time() + settings.ack_deadline_seconds
             try:
-                async with asyncio.timeout(settings.ack_deadline_seconds):
-                    new = await intake.accept(record, body)
+                new = await intake.accept(record, body, deadline)
             except (StoreError, TimeoutError) as exc:
                 reason = str(exc) or f"not recorded within {settings.ack_deadline_seconds} s"
                 log.error("delivery=%s not recorded, answering 503: %s", record.id, reason)

@@ -77,11 +77,21 @@ class Match(BaseModel):
 def _holds(key: str, fact: Any, wanted: Any) -> bool:
     if fact is None:
         return False
+    if type(fact) is str:  # the common case first: this runs per run, per route
+        return fact.lower() in wanted
     if key == "max_severity":
         return fact <= wanted
     if isinstance(fact, tuple | list | set | frozenset):
         return any(str(item).lower() in wanted for item in fact)
     return str(fact).lower() in wanted
+
+
+def _keeps(run: Mapping[str, Any], conditions: Iterable[tuple[str, Any]]) -> bool:
+    # A loop rather than all(<generator>): this runs per run, per route, before the 202.
+    for key, wanted in conditions:  # noqa: SIM110
+        if key in run and not _holds(key, run[key], wanted):
+            return False
+    return True
 
 
 class Route(BaseModel):
@@ -101,21 +111,17 @@ class Route(BaseModel):
         """True when a delivery of ``source`` with these facts (and runs) is this route's."""
         if source not in self.sources:
             return False
-        conditions = self.match.conditions
-        for key, wanted in conditions.items():
-            if key in facts and not _holds(key, facts[key], wanted):
+        on_runs = []
+        for key, wanted in self.match.conditions.items():
+            if key not in facts:
+                on_runs.append((key, wanted))
+            elif not _holds(key, facts[key], wanted):
                 return False
-        if all(key in facts for key in conditions):
-            return True
-        return any(self.keeps_run(run) for run in runs or ())
+        return not on_runs or any(_keeps(run, on_runs) for run in runs or ())
 
     def keeps_run(self, run: Mapping[str, Any]) -> bool:
         """True when ``run`` passes every run condition (``run_status``, ...) of this route."""
-        return all(
-            _holds(key, run[key], wanted)
-            for key, wanted in self.match.conditions.items()
-            if key in run
-        )
+        return _keeps(run, self.match.conditions.items())
 
 
 class RoutesFile(BaseModel):
@@ -138,6 +144,10 @@ class RouteTable:
     def handler_names(self) -> tuple[str, ...]:
         """Every handler some route names, each once, in order of appearance."""
         return tuple(dict.fromkeys(name for route in self.routes for name in route.handlers))
+
+    def condition_keys(self, path: str) -> frozenset[str]:
+        """Every match key some route at ``path`` sets: the run facts worth reading there."""
+        return frozenset(key for route in self.paths[path] for key in route.match.conditions)
 
     def sources_at(self, path: str) -> tuple[str, ...]:
         """The senders the routes at ``path`` take, in order: what to try a body as first."""

@@ -2,6 +2,7 @@
 
 import sqlite3
 import threading
+import time
 
 import httpx
 from conftest import HEADER, drain, read_calls
@@ -156,3 +157,33 @@ def test_a_delivery_held_up_past_the_deadline_is_503_then_recorded_processed_onc
     assert late.status_code == 503
     assert (retry.status_code, retry.json()["duplicate"]) == (202, True)
     assert [call[3] for call in read_calls(record_path)] == ["ok"]
+
+
+def test_each_delivery_held_up_gets_its_own_deadline(make_settings, open_client, record_path):
+    """Deliveries arriving one after another behind a held lock are each answered 503 at
+    their own deadline (one timer serves them all), and all are recorded and processed
+    once the lock is free."""
+    settings = make_settings(ack_deadline_seconds=0.3, store_busy_seconds=5.0)
+    bodies = [unique_body() for _ in range(3)]
+    with open_client(settings) as client:
+        other = sqlite3.connect(settings.store_path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        answers: dict[int, tuple[int, float]] = {}
+
+        def send(index: int) -> None:
+            time.sleep(0.1 * index)  # arrive 100 ms apart
+            started = time.monotonic()
+            status = client.post("/", content=bodies[index], headers=HEADER).status_code
+            answers[index] = (status, time.monotonic() - started)
+
+        threads = [threading.Thread(target=send, args=(index,)) for index in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        other.execute("COMMIT")
+        assert wait_for(lambda: len(read_calls(record_path)) == 3, timeout=10)
+        drain(client)
+    assert [answers[index][0] for index in range(3)] == [503, 503, 503]
+    assert all(0.25 < took < 1.0 for _, took in answers.values()), answers
+    assert len(read_calls(record_path)) == 3

@@ -16,6 +16,7 @@ import gc
 import logging
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -96,6 +97,10 @@ class LocalIntake:
     then answers each. Under load this turns many fsyncs into a few; alone, a delivery is
     committed at once. The writer, not the request, wakes the worker: a request that gave
     up waiting (the edge's deadline) may still have been recorded, and is then processed.
+
+    Deadlines share one timer, set for the oldest unanswered delivery (deadlines come in
+    the order deliveries arrive), instead of a timer per request: under load that was
+    3 % of the server's CPU.
     """
 
     def __init__(self, store: SqliteStore, wake: Callable[[str], None]) -> None:
@@ -103,13 +108,29 @@ class LocalIntake:
         self.wake = wake
         self._waiting: list[tuple[DeliveryRecord, Body, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task | None = None
+        self._unanswered: deque[tuple[float, asyncio.Future[bool]]] = deque()
+        self._timer: asyncio.TimerHandle | None = None
 
-    async def accept(self, record: DeliveryRecord, body: Body) -> bool:
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+    async def accept(self, record: DeliveryRecord, body: Body, deadline: float) -> bool:
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[bool] = loop.create_future()
         self._waiting.append((record, body, answer))
+        self._unanswered.append((deadline, answer))
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._expire)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_waiting())
         return await answer
+
+    def _expire(self) -> None:
+        """Answer every delivery past its deadline with TimeoutError; rearm for the next."""
+        loop = asyncio.get_running_loop()
+        now, unanswered = loop.time(), self._unanswered
+        while unanswered and (unanswered[0][1].done() or unanswered[0][0] <= now):
+            _, answer = unanswered.popleft()
+            if not answer.done():
+                answer.set_exception(TimeoutError())
+        self._timer = loop.call_at(unanswered[0][0], self._expire) if unanswered else None
 
     async def _write_waiting(self) -> None:
         while self._waiting:

@@ -13,6 +13,7 @@ module is tested offline with any object that has the Dict's async (``.aio``) me
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -38,7 +39,11 @@ class ModalIntake:
         self.store = store
         self.spawn = spawn
 
-    async def accept(self, record: DeliveryRecord, body: Body) -> bool:
+    async def accept(self, record: DeliveryRecord, body: Body, deadline: float) -> bool:
+        async with asyncio.timeout_at(deadline):
+            return await self._accept(record, body)
+
+    async def _accept(self, record: DeliveryRecord, body: Body) -> bool:
         new = await self.store.accept(record, body)
         if not new:
             state = await self.store.spawn_state(record.id)

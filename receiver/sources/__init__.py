@@ -10,7 +10,7 @@ A sender module declares, as module attributes:
 - ``subject(envelope)``: one line saying what the delivery is about, for listings;
 - ``MATCH`` and ``facts(envelope)``: the route match keys that apply, and their values;
 - optionally ``delivery_key(envelope)`` (LangSmith's own id for the delivery) and, for a
-  sender of many runs, ``RUN_MATCH``, ``runs``, ``run_facts`` and ``narrow``.
+  sender of many runs, ``runs``, ``RUN_FACTS`` (a getter per run match key) and ``narrow``.
 
 To add a sender, write such a module and list it in :data:`SOURCES` (before ``unknown``,
 which claims every object). ``docs/senders.md`` says how each sender is pointed here.
@@ -21,7 +21,7 @@ which claims every object). ``docs/senders.md`` says how each sender is pointed 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -78,7 +78,12 @@ class Source:
     @property
     def match_keys(self) -> frozenset[str]:
         """Every route match key that applies to this sender's deliveries."""
-        return frozenset(self.module.MATCH) | frozenset(getattr(self.module, "RUN_MATCH", ()))
+        return frozenset(self.module.MATCH) | self.run_keys
+
+    @property
+    def run_keys(self) -> frozenset[str]:
+        """The match keys that apply to each run (none for a sender without runs)."""
+        return frozenset(getattr(self.module, "RUN_FACTS", ()))
 
     @property
     def has_runs(self) -> bool:
@@ -98,17 +103,26 @@ class Source:
         key = getattr(self.module, "delivery_key", None)
         return key(envelope) if key else None
 
-    def runs(self, envelope: BaseModel) -> list[dict[str, Any]] | None:
-        """What run filters look at, per run; None for a sender without runs."""
+    def run_count(self, envelope: BaseModel) -> int:
+        return len(self.module.runs(envelope)) if self.has_runs else 0
+
+    def runs(
+        self, envelope: BaseModel, keys: Iterable[str] | None = None
+    ) -> list[dict[str, Any]] | None:
+        """What run filters look at (``keys`` of it, every key by default), per run; None for
+        a sender without runs."""
         if not self.has_runs:
             return None
-        return [self.module.run_facts(run) for run in self.module.runs(envelope)]
+        getters = self.module.RUN_FACTS
+        read = [(key, getters[key]) for key in (getters if keys is None else keys)]
+        return [{key: get(run) for key, get in read} for run in self.module.runs(envelope)]
 
     def narrow(self, event: BaseModel, keep: Callable[[dict[str, Any]], bool]) -> BaseModel:
         """The event with only the runs ``keep`` selects (the event itself if it has none)."""
         if not self.has_runs:
             return event
-        return self.module.narrow(event, lambda run: keep(self.module.run_facts(run)))
+        getters = self.module.RUN_FACTS.items()
+        return self.module.narrow(event, lambda run: keep({k: get(run) for k, get in getters}))
 
 
 SOURCES: dict[str, Source] = {

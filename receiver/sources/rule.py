@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -24,7 +25,6 @@ from pydantic import BaseModel, ConfigDict
 
 NAME = "rule"
 MATCH = ("rule_id",)
-RUN_MATCH = ("run_status", "run_type", "run_name", "tags", "feedback_key")
 
 
 class FeedbackStat(BaseModel, extra="allow"):
@@ -106,15 +106,15 @@ def runs(envelope: RuleEnvelope) -> list[RunRef]:
     return envelope.runs
 
 
-def run_facts(run: RunRef) -> dict[str, Any]:
-    """What the run filters of a route (``run_status``, ``tags``, ...) look at."""
-    return {
-        "run_status": run.status,
-        "run_type": run.run_type,
-        "run_name": run.name,
-        "tags": run.tags or (),
-        "feedback_key": tuple(run.feedback_stats or ()),
-    }
+RUN_FACTS: dict[str, Callable[[RunRef], Any]] = {
+    "run_status": attrgetter("status"),
+    "run_type": attrgetter("run_type"),
+    "run_name": attrgetter("name"),
+    "tags": lambda run: run.tags or (),
+    "feedback_key": lambda run: tuple(run.feedback_stats or ()),
+}
+"""What the run filters of a route look at, by match key: read only for the keys some
+route sets (500 runs by 5 facts each is a fifth of the edge's time otherwise)."""
 
 
 def narrow(payload: RulePayload, keep: Callable[[RunRef], bool]) -> RulePayload:
