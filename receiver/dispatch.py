@@ -6,6 +6,12 @@ does not stop the others, and a handler that already succeeded is never run agai
 sibling is retried. Every attempt is counted in the store before it starts, so a crash
 mid-handler is retried when the delivery is picked up again.
 
+Every attempt is also claimed (``owner`` and an expiry, in the same store write that counts
+it) and the claim is renewed while the handler runs: two processes (the local worker and
+``scripts/replay.py``, two ``process`` calls, a sweep and a replay on Modal) never run one
+handler of one delivery at the same time. A process that finds a handler claimed leaves it
+to its owner; a claim whose owner died expires after ``WEBHOOK_LEASE_SECONDS``.
+
     routes, handlers = load_configuration(settings)
     dispatcher = Dispatcher(store, handlers, settings, routes)
     record = await dispatcher.process(delivery_id)
@@ -16,6 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -68,6 +77,11 @@ class HandlerContext:
         return uuid.uuid5(RUN_KEY_NAMESPACE, f"{self.handler}\x1f{scope}\x1f{run_id}")
 
 
+def new_owner() -> str:
+    """A claim owner: ``host:pid:nonce`` (a process may tell a dead local owner by its pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 def describe_error(exc: BaseException) -> str:
     """``"TypeName: message"``, cut to a size that fits a store row and a log line."""
     text = f"{type(exc).__name__}: {exc}"
@@ -105,6 +119,7 @@ class Dispatcher:
         self.routes = routes or load_routes(settings, SOURCES)  # the settings' routes
         self._sleep = sleep
         self._threads: ThreadPoolExecutor | None = None
+        self.owner = new_owner()
 
     async def process(self, delivery_id: str) -> DeliveryRecord | None:
         """Run every pending handler of ``delivery_id`` to success or to its last attempt.
@@ -131,6 +146,8 @@ class Dispatcher:
                 ]
             # One handler (the common case) is awaited directly: no task to create.
             outcomes = [await steps[0]] if len(steps) == 1 else await asyncio.gather(*steps)
+            if None in outcomes:  # some handler is another process's: what the store says
+                return await self.store.get(delivery_id)
             record.handlers.update(zip(pending, outcomes, strict=True))
         if record.status is DeliveryStatus.DEAD:
             log.error(
@@ -176,13 +193,33 @@ class Dispatcher:
             event, lambda run: any(route.keeps_run(run) for route in routes)
         )
 
-    async def _give_up(self, delivery_id: str, name: str, error: str) -> HandlerState:
-        attempt = await self.store.start_attempt(delivery_id, name)
-        await self.store.finish_attempt(delivery_id, name, error, final=True)
+    async def _claim(self, delivery_id: str, name: str) -> int | None:
+        """Claim the next attempt (None: another process holds the handler, or it is done)."""
+        until = time.time() + self.settings.lease_seconds
+        attempt = await self.store.start_attempt(delivery_id, name, self.owner, until)
+        if attempt is None:
+            log.info("delivery=%s handler=%s claimed by another process", delivery_id, name)
+        return attempt
+
+    async def _give_up(self, delivery_id: str, name: str, error: str) -> HandlerState | None:
+        attempt = await self._claim(delivery_id, name)
+        if attempt is None:
+            return None
+        await self.store.finish_attempt(delivery_id, name, self.owner, error, final=True)
         return HandlerState(HandlerStatus.FAILED, attempt, error)
 
-    async def _run(self, name: str, event: BaseModel, delivery_id: str) -> HandlerState:
-        """Attempt one handler until it succeeds or runs out of attempts; its final state."""
+    async def _keep_claim(self, delivery_id: str, name: str) -> None:
+        """Renew the claim every third of the lease while the handler runs."""
+        lease = self.settings.lease_seconds
+        while True:
+            await asyncio.sleep(lease / 3)
+            if not await self.store.renew(delivery_id, name, self.owner, time.time() + lease):
+                log.error("delivery=%s handler=%s lost its claim while running", delivery_id, name)
+                return
+
+    async def _run(self, name: str, event: BaseModel, delivery_id: str) -> HandlerState | None:
+        """Attempt one handler until it succeeds or runs out of attempts; its final state
+        (None when another process holds it)."""
         handler = self.handlers.get(name)
         if handler is None:
             error = f"handler {name!r} is not configured any more (WEBHOOK_HANDLERS or routes)"
@@ -195,13 +232,33 @@ class Dispatcher:
             return await self._give_up(delivery_id, name, error)
         logger = _DeliveryLogger(logging.getLogger(name), {"delivery_id": delivery_id})
         while True:
-            attempt = await self.store.start_attempt(delivery_id, name)
+            attempt = await self._claim(delivery_id, name)
+            if attempt is None:
+                return None
             context = HandlerContext(
                 delivery_id, name, attempt, self.settings, logger, handler.options
             )
-            error = await self._call(handler, event, context)
+            keeper = asyncio.create_task(self._keep_claim(delivery_id, name))
+            try:
+                error = await self._call(handler, event, context)
+            finally:
+                keeper.cancel()
             final = error is not None and attempt >= self.settings.max_attempts
-            await self.store.finish_attempt(delivery_id, name, error, final=final)
+            retry = error is not None and not final
+            delay = self.settings.retry_delay(attempt) if retry else 0.0
+            # During the backoff the claim is kept: the retry is this process's to make.
+            hold = time.time() + delay + self.settings.lease_seconds if retry else None
+            if not await self.store.finish_attempt(
+                delivery_id, name, self.owner, error, final=final, hold_until=hold
+            ):
+                log.error(
+                    "delivery=%s handler=%s attempt=%d outcome not recorded: its claim expired"
+                    " and another process took the handler over",
+                    delivery_id,
+                    name,
+                    attempt,
+                )
+                return None
             if error is None:
                 log.info(
                     "delivery=%s handler=%s outcome=done attempt=%d",
@@ -219,7 +276,6 @@ class Dispatcher:
                     error,
                 )
                 return HandlerState(HandlerStatus.FAILED, attempt, error)
-            delay = self.settings.retry_delay(attempt)
             log.warning(
                 "delivery=%s handler=%s outcome=retry attempt=%d retry_in=%.1fs error=%s",
                 delivery_id,

@@ -64,6 +64,8 @@ from receiver.stores import Body, StoreError
 
 log = logging.getLogger("receiver.http")
 MAX_SUBJECT_CHARS = 300  # a subject is a line in a listing
+PARSE_INLINE_BYTES = 1024 * 1024  # parsed on the event loop (up to ~4 ms); larger, in a thread
+HEALTH_CHECK_SECONDS = 2.0  # /healthz probes the store at most this often (it is public)
 
 
 class Intake(Protocol):
@@ -80,6 +82,11 @@ class Intake(Protocol):
 
     async def status(self, delivery_id: str) -> DeliveryRecord | None:
         """The delivery's current record, or None if unknown."""
+        ...
+
+    async def check(self) -> None:
+        """Raise :class:`~receiver.stores.StoreError` if a delivery could not be recorded
+        now (``/healthz``)."""
         ...
 
 
@@ -99,9 +106,10 @@ class Refused(BaseModel):
 
 
 class Status(BaseModel):
-    """``/healthz``'s answer."""
+    """``/healthz``'s answer: ``ok``, or ``unavailable`` with what is wrong."""
 
     status: str
+    problem: str | None = None
 
 
 class Rejection(Exception):
@@ -111,6 +119,26 @@ class Rejection(Exception):
         super().__init__(reason)
         self.status_code = status_code
         self.reason = reason
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What the edge read of a body: all the answer and the record need."""
+
+    source: str
+    key: str | None  # LangSmith's own id of the delivery, if its sender has one
+    subject: str
+    runs: int
+    routes: tuple[str, ...]
+    handlers: tuple[str, ...]
+
+
+@dataclass
+class _Health:
+    """The last probe of the store, shared by ``/healthz`` answers for a couple of seconds."""
+
+    checked_at: float = float("-inf")
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -247,6 +275,7 @@ def create_app(
     )
     secrets = settings.secret_values
     signing_secrets = settings.signing_secret_values
+    health = _Health()
 
     async def require_credential(request: Request) -> Credential:
         """A signature (checked once the body is read) or the shared secret, from the
@@ -279,9 +308,31 @@ def create_app(
         if credential.signature is not None:
             raise Rejection(401, "missing or wrong webhook secret")
 
+    # Parsing a large body builds its whole tree (up to ~6x the body for many tiny runs):
+    # one at a time, and nothing of it kept past the parse, so that memory stays bounded.
+    large_parse = asyncio.Semaphore(1)
+
     def receiver_for(path: str) -> Callable[..., Any]:
         preferred = [SOURCES[name] for name in routes.sources_at(path)]
         run_keys = {name: routes.condition_keys(path) & s.run_keys for name, s in SOURCES.items()}
+
+        def read(body: bytes | bytearray) -> Delivery:
+            """What the answer needs of a body (its envelope is dropped here, not kept)."""
+            found = recognise(body, preferred)
+            source, envelope = found.source, found.envelope
+            if found.problem:
+                log.warning("kept as an unknown delivery: %s", found.problem)
+            keys = run_keys[source.name]
+            runs = source.runs(envelope, keys) if keys else None
+            matched = routes.matching(path, source.name, source.facts(envelope), runs)
+            return Delivery(
+                source=source.name,
+                key=source.delivery_key(envelope),
+                subject=found.problem[:MAX_SUBJECT_CHARS] or source.subject(envelope),
+                runs=source.run_count(envelope),
+                routes=tuple(route.name for route in matched),
+                handlers=routes.handlers_of(matched),
+            )
 
         async def receive(
             request: Request, credential: Credential = credential_dependency
@@ -291,26 +342,23 @@ def create_app(
             if signed and not signature_matches(body, credential.signature, signing_secrets):
                 return _error(401, f"{SIGNATURE_HEADER} does not match the body")
             try:
-                found = recognise(body, preferred)
+                if len(body) <= PARSE_INLINE_BYTES:
+                    delivery = read(body)
+                else:  # milliseconds to seconds of parsing: the loop keeps serving meanwhile
+                    async with large_parse:
+                        delivery = await asyncio.to_thread(read, body)
             except BodyError as exc:
                 return _error(422, str(exc))
-            source, envelope = found.source, found.envelope
-            if found.problem:
-                log.warning("kept as an unknown delivery: %s", found.problem)
-            key = source.delivery_key(envelope)
-            if key is not None and signing_secrets and not signed:
+            if delivery.key is not None and signing_secrets and not signed:
                 return _error(401, f"a LangSmith event must carry a valid {SIGNATURE_HEADER}")
-            keys = run_keys[source.name]
-            runs = source.runs(envelope, keys) if keys else None
-            matched = routes.matching(path, source.name, source.facts(envelope), runs)
             record = DeliveryRecord(
-                id=derive_delivery_id(body, path, key),
+                id=derive_delivery_id(body, path, delivery.key),
                 received_at=time.time(),
-                source=source.name,
-                subject=found.problem[:MAX_SUBJECT_CHARS] or source.subject(envelope),
-                runs=source.run_count(envelope),
-                routes=tuple(route.name for route in matched),
-                handlers={name: HandlerState() for name in routes.handlers_of(matched)},
+                source=delivery.source,
+                subject=delivery.subject,
+                runs=delivery.runs,
+                routes=delivery.routes,
+                handlers={name: HandlerState() for name in delivery.handlers},
             )
             deadline = asyncio.get_running_loop().time() + settings.ack_deadline_seconds
             try:
@@ -403,10 +451,24 @@ def create_app(
     @app.get(
         "/healthz",
         response_model=None,
-        responses={200: _answer("alive", Status)},
-        summary="Liveness: no secret needed",
+        responses={
+            200: _answer("alive, and the store can record deliveries", Status),
+            503: _answer("the store cannot record deliveries (what is wrong is said)", Status),
+        },
+        summary="Health: no secret needed",
     )
     async def healthz() -> Response:
+        now = time.monotonic()
+        if now - health.checked_at > HEALTH_CHECK_SECONDS:
+            health.checked_at = now
+            try:
+                await intake.check()
+                health.problem = None
+            except StoreError as exc:
+                health.problem = str(exc)
+                log.error("healthz: the delivery store cannot record deliveries: %s", exc)
+        if health.problem is not None:
+            return JSONResponse({"status": "unavailable", "problem": health.problem}, 503)
         return JSONResponse({"status": "ok"})
 
     @app.exception_handler(Rejection)

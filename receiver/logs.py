@@ -1,4 +1,4 @@
-"""Logging set-up that keeps webhook secrets out of every log line.
+"""Logging set-up that keeps webhook secrets out of every log line, and every record on one.
 
 uvicorn's access log records the full request line, query string included, and LangSmith's
 documented URL form carries the secret there (``/?secret=...``; Agent Server's is
@@ -6,6 +6,11 @@ documented URL form carries the secret there (``/?secret=...``; Agent Server's i
 query parameter, however its name is spelt (case, percent-encoding), and any configured
 secret to ``***`` in every record that reaches a handler it is installed on. Secrets are
 URL-safe ASCII (checked at start-up), so a configured secret reads the same in a URL.
+
+The same filter escapes every code point that breaks a line (``\n``, ``\r``, U+0085,
+U+2028, ...: what ``str.splitlines`` splits on) in the message and its arguments, where
+payload text (a run's name, an error) ends up: a payload cannot forge a log line.
+Tracebacks keep their ``\\n``.
 
     configure_logging(settings.redacted_values)
     logging.getLogger("x").info("GET /?secret=abc")  # logs "GET /?secret=***"
@@ -24,6 +29,11 @@ REDACTED = "***"
 # percent-decoded, since `?%73ecret=` reaches the app as `secret` too.
 _QUERY_PAIR = re.compile(r"((?:^|[?&\s])([^=&\s\"'?]+)=)([^&\s\"']*)")
 SECRET_PARAMETERS = frozenset({"secret", "token"})
+_LINE_BREAKS = {
+    code: f"\\u{code:04x}"
+    for code in (0x0A, 0x0B, 0x0C, 0x0D, 0x1C, 0x1D, 0x1E, 0x85, 0x2028, 0x2029)
+}
+_FOREIGN_BREAKS = {code: text for code, text in _LINE_BREAKS.items() if code != 0x0A}
 # Loggers with handlers of their own (propagate=False) besides the root logger.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error")
 
@@ -55,7 +65,9 @@ class RedactingFilter(logging.Filter):
         self.secrets = tuple(secret for secret in secrets if secret)
 
     def _clean(self, value: Any) -> Any:
-        return redact(value, self.secrets) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        return redact(value, self.secrets).translate(_LINE_BREAKS)
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg = self._clean(record.msg)
@@ -65,8 +77,8 @@ class RedactingFilter(logging.Filter):
             record.args = tuple(self._clean(value) for value in record.args)
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = self._clean(record.exc_text)
+        if record.exc_text:  # its own lines stay; a payload's line breaks in it do not
+            record.exc_text = redact(record.exc_text, self.secrets).translate(_FOREIGN_BREAKS)
         return True
 
 

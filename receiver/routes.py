@@ -81,7 +81,7 @@ def _holds(key: str, fact: Any, wanted: Any) -> bool:
         return fact.lower() in wanted
     if key == "max_severity":
         return fact <= wanted
-    if isinstance(fact, tuple | list | set | frozenset):
+    if isinstance(fact, list | tuple | dict):  # tags; feedback_stats (its keys)
         return any(str(item).lower() in wanted for item in fact)
     return str(fact).lower() in wanted
 

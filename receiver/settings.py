@@ -155,6 +155,9 @@ class Settings(EnvSettings):
     retry_base_seconds: float = Field(2.0, validation_alias="WEBHOOK_RETRY_BASE_SECONDS", ge=0)
     retry_max_seconds: float = Field(300.0, validation_alias="WEBHOOK_RETRY_MAX_SECONDS", ge=0)
     worker_concurrency: int = Field(64, validation_alias="WEBHOOK_WORKER_CONCURRENCY", ge=1)
+    # How long a handler attempt is claimed for without a renewal (renewed every third of
+    # it while the handler runs): a process that dies holding one is replaced after this.
+    lease_seconds: float = Field(30.0, validation_alias="WEBHOOK_LEASE_SECONDS", ge=1)
 
     # The local store.
     store_path: Path = Field(Path("data/deliveries.sqlite3"), validation_alias="WEBHOOK_STORE_PATH")

@@ -82,9 +82,10 @@ def test_no_configured_secret_refuses_every_post_with_503_and_says_why(
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        (b"not json", "Invalid JSON"),
-        (b"", "Invalid JSON"),
-        (b"[1, 2]", "Input should be an object"),
+        (b"not json", "not valid JSON: expected ident at line 1 column 2"),
+        (b"", "not valid JSON: EOF while parsing a value at line 1 column 0"),
+        (b"[1, 2]", "a JSON object is expected, not an array"),
+        (b'{"rule_id": 1, "rule_id": 2}', 'repeated key "rule_id" at line 1 column 26'),
     ],
 )
 def test_a_body_that_is_not_a_json_object_is_422_with_a_short_reason(client, body, reason):

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,8 +110,8 @@ def deployed_dict(monkeypatch):
         await store.accept(
             DeliveryRecord("dead-1", 1.0, runs=3, handlers={BROKEN: HandlerState()}), b"{}"
         )
-        await store.start_attempt("dead-1", BROKEN)
-        await store.finish_attempt("dead-1", BROKEN, "RuntimeError: boom", final=True)
+        await store.start_attempt("dead-1", BROKEN, "test", time.time() + 30)
+        await store.finish_attempt("dead-1", BROKEN, "test", "RuntimeError: boom", final=True)
 
     asyncio.run(dead_delivery())
     assert asyncio.run(store.get("dead-1")).handlers[BROKEN].status is HandlerStatus.FAILED

@@ -17,6 +17,7 @@ BAD_VALUES = {
     "WEBHOOK_RETRY_MAX_SECONDS": "soon",
     "WEBHOOK_WORKER_CONCURRENCY": "0",
     "WEBHOOK_STORE_BUSY_SECONDS": "two",
+    "WEBHOOK_LEASE_SECONDS": "0.5",
     "LANGSMITH_ENDPOINT": "api.smith.langchain.com",
     "LANGSMITH_WEB_URL": "smith.langchain.com",
     "WEBHOOK_APP_NAME": "my app",

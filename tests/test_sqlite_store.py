@@ -3,6 +3,7 @@
 import asyncio
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -106,7 +107,7 @@ def test_a_write_waits_for_another_processs_lock_and_gives_up_after_the_busy_tim
     with pytest.raises(StoreError, match="database is locked"):
         asyncio.run(impatient.accept(record("refused"), b"{}"))
     with pytest.raises(StoreError, match="database is locked"):
-        asyncio.run(impatient.start_attempt("waited", "h"))
+        asyncio.run(impatient.start_attempt("waited", "h", "me", time.time() + 30))
     other.execute("ROLLBACK")
-    assert asyncio.run(impatient.start_attempt("waited", "h")) == 1
+    assert asyncio.run(impatient.start_attempt("waited", "h", "me", time.time() + 30)) == 1
     assert asyncio.run(store.get("refused")) is None

@@ -154,6 +154,9 @@ class LocalIntake:
     async def status(self, delivery_id: str) -> DeliveryRecord | None:
         return await self.store.get(delivery_id)
 
+    async def check(self) -> None:
+        self.store.check_writable()
+
 
 def tune_garbage_collector() -> None:
     """Make the cyclic garbage collector run less often in the server process.
@@ -176,6 +179,7 @@ def create_local_app(settings: Settings) -> FastAPI:
     """
     routes, _ = load_configuration(settings)
     store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
+    store.check_integrity()
     worker = WorkerProcess(settings, store)
 
     @asynccontextmanager

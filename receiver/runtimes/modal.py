@@ -65,6 +65,9 @@ class ModalIntake:
     async def status(self, delivery_id: str) -> DeliveryRecord | None:
         return await self.store.get(delivery_id)
 
+    async def check(self) -> None:
+        await self.store.check()
+
 
 def create_modal_app(settings: Settings, entries: DictLike, spawn: Spawn) -> FastAPI:
     """The receiver app for Modal's web function.

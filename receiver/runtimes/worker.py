@@ -14,7 +14,7 @@ The pipe's end is also how the worker knows the server is gone: ``q`` asks for a
 stop; end-of-file without it means the server died, and the worker dies too, as an
 in-process worker would (every attempt is counted before it starts: nothing is lost).
 
-    worker = LocalWorker(dispatcher)
+    worker = LocalWorker(dispatcher, store)
     await worker.start()      # resumes unfinished deliveries
     worker.submit(delivery_id)
     await worker.stop()
@@ -26,7 +26,9 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 from receiver.dispatch import Dispatcher, load_configuration
 from receiver.logs import configure_logging
@@ -42,8 +44,11 @@ QUIT = b"q"
 class LocalWorker:
     """Runs :meth:`Dispatcher.process` for submitted delivery ids in background tasks."""
 
-    def __init__(self, dispatcher: Dispatcher, *, sweep_seconds: float = 30.0) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, store: SqliteStore, *, sweep_seconds: float = 30.0
+    ) -> None:
         self.dispatcher = dispatcher
+        self.store = store
         self.sweep_seconds = sweep_seconds
         self._sweeper: asyncio.Task | None = None
         self._slots = asyncio.Semaphore(dispatcher.settings.worker_concurrency)
@@ -57,7 +62,10 @@ class LocalWorker:
 
     async def sweep(self) -> None:
         """Submit every pending delivery of the store that is not being processed."""
-        unfinished = await self.dispatcher.store.unfinished()
+        released = self.store.release_dead_claims(owner_alive)
+        if released:
+            log.info("released %d handler claims of processes that are gone", released)
+        unfinished = await self.store.unfinished()
         resumed = [delivery_id for delivery_id in unfinished if delivery_id not in self._submitted]
         if resumed:
             log.info("resuming %d unfinished deliveries", len(resumed))
@@ -101,6 +109,25 @@ class LocalWorker:
             self._submitted.discard(delivery_id)
 
 
+def owner_alive(owner: str) -> bool:
+    """False only for a claim owner known to be gone: a process of this host that has
+    exited (see :func:`receiver.dispatch.new_owner`). Other hosts' owners wait for expiry."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    try:  # a worker orphaned by a killed server can stay a zombie: exited all the same
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:  # no /proc (macOS): the signal check is all there is
+        return True
+
+
 def run_worker_process(settings: Settings, wakeups: Connection, log_level: int) -> None:
     """The worker process's entry point: serve ``wakeups`` until the server stops or dies.
 
@@ -116,7 +143,7 @@ async def _serve(settings: Settings, fd: int) -> None:
     store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
     routes, handlers = load_configuration(settings)
     dispatcher = Dispatcher(store, handlers, settings, routes)
-    worker = LocalWorker(dispatcher)
+    worker = LocalWorker(dispatcher, store)
     loop = asyncio.get_running_loop()
     stopped = loop.create_future()
     pending = bytearray()

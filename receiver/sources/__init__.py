@@ -10,7 +10,8 @@ A sender module declares, as module attributes:
 - ``subject(envelope)``: one line saying what the delivery is about, for listings;
 - ``MATCH`` and ``facts(envelope)``: the route match keys that apply, and their values;
 - optionally ``delivery_key(envelope)`` (LangSmith's own id for the delivery) and, for a
-  sender of many runs, ``runs``, ``RUN_FACTS`` (a getter per run match key) and ``narrow``.
+  sender of many runs, ``runs``, ``RUN_FIELDS`` (the run field each run match key reads)
+  and ``narrow``.
 
 To add a sender, write such a module and list it in :data:`SOURCES` (before ``unknown``,
 which claims every object). ``docs/senders.md`` says how each sender is pointed here.
@@ -26,7 +27,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+import jiter
+from pydantic import BaseModel, ValidationError
 
 from receiver.sources import agent_run, alert, context_hub, engine, prompt_commit, rule, unknown
 from receiver.sources.agent_run import AgentRunEvent
@@ -83,7 +85,7 @@ class Source:
     @property
     def run_keys(self) -> frozenset[str]:
         """The match keys that apply to each run (none for a sender without runs)."""
-        return frozenset(getattr(self.module, "RUN_FACTS", ()))
+        return frozenset(getattr(self.module, "RUN_FIELDS", ()))
 
     @property
     def has_runs(self) -> bool:
@@ -113,23 +115,29 @@ class Source:
         a sender without runs."""
         if not self.has_runs:
             return None
-        getters = self.module.RUN_FACTS
-        read = [(key, getters[key]) for key in (getters if keys is None else keys)]
-        return [{key: get(run) for key, get in read} for run in self.module.runs(envelope)]
+        fields = self.module.RUN_FIELDS
+        read = [(key, fields[key]) for key in (fields if keys is None else keys)]
+        return [_facts(run, read) for run in self.module.runs(envelope)]
 
     def narrow(self, event: BaseModel, keep: Callable[[dict[str, Any]], bool]) -> BaseModel:
         """The event with only the runs ``keep`` selects (the event itself if it has none)."""
         if not self.has_runs:
             return event
-        getters = self.module.RUN_FACTS.items()
-        return self.module.narrow(event, lambda run: keep({k: get(run) for k, get in getters}))
+        read = list(self.module.RUN_FIELDS.items())
+        return self.module.narrow(event, lambda run: keep(_facts(run, read)))
+
+
+def _facts(run: Any, read: list[tuple[str, str]]) -> dict[str, Any]:
+    """``{match key: the run's field}``: the edge's runs are parsed JSON (anything), the
+    worker's are models."""
+    fields = run if type(run) is dict else vars(run) if isinstance(run, BaseModel) else {}
+    return {key: fields.get(field) for key, field in read}
 
 
 SOURCES: dict[str, Source] = {
     module.NAME: Source(module)
     for module in (rule, alert, prompt_commit, engine, context_hub, agent_run, unknown)
 }
-_OBJECT = TypeAdapter(dict[str, Any])
 
 
 class BodyError(ValueError):
@@ -157,29 +165,39 @@ def validation_reason(exc: ValidationError, limit: int = 3) -> str:
 
 
 def recognise(body: bytes | bytearray, preferred: Sequence[Source] = ()) -> Recognised:
-    """Which sender's body this is, and its envelope: one parse in the common case.
+    """Which sender's body this is, and its envelope: one parse.
 
-    The first ``preferred`` source (the route's first declared sender, ``rule`` by default)
-    is tried straight on the bytes. Otherwise the body is parsed once into an object and
-    the first source that claims it validates it. An object no sender claims is
+    The body is parsed once (jiter, refusing a key repeated in any object: parsers differ
+    on which copy wins, so a repeated ``runs`` could show handlers other runs than a proxy
+    or an auditor saw), then the first source that claims the object validates it: the
+    ``preferred`` ones (the route's senders) first. An object no sender claims is
     ``unknown``; so is one a sender claims (by its keys) whose fields are wrong, with the
     reason in ``problem``: LangSmith never retries a refused delivery, so it is kept.
-    Raises :class:`BodyError` for a body that is not a JSON object.
+    Raises :class:`BodyError` for a body that is not a JSON object, or repeats a key.
     """
-    first = preferred[0] if preferred else None
-    if first is not None and first is not SOURCES["unknown"]:
-        try:
-            return Recognised(first, first.envelope.model_validate_json(body))
-        except ValidationError:
-            pass
     try:
-        obj = _OBJECT.validate_json(body)
-    except ValidationError as exc:
-        raise BodyError(validation_reason(exc)) from None
-    source = next(source for source in SOURCES.values() if source.claims(obj))
+        obj = jiter.from_json(bytes(body), catch_duplicate_keys=True)
+    except ValueError as exc:
+        raise BodyError(_parse_error(exc)) from None
+    if not isinstance(obj, dict):
+        raise BodyError(f"body: a JSON object is expected, not {_JSON_TYPES[type(obj)]}")
+    claiming = (*preferred, *SOURCES.values())
+    source = next(source for source in claiming if source.claims(obj))
     try:
         return Recognised(source, source.envelope.model_validate(obj))
     except ValidationError as exc:
         problem = f"not a valid {source.name} body: {validation_reason(exc)}"
     unknown = SOURCES["unknown"]
     return Recognised(unknown, unknown.envelope.model_validate(obj), problem)
+
+
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number"}
+_JSON_TYPES |= {bool: "a boolean", type(None): "null"}
+
+
+def _parse_error(exc: ValueError) -> str:
+    """jiter's message, said for a sender: which key is repeated, or what is not JSON."""
+    message = str(exc)
+    if message.startswith("Detected duplicate key"):
+        return f"body: {message.replace('Detected duplicate key', 'repeated key', 1)}"
+    return f"body: not valid JSON: {message}"

@@ -37,14 +37,32 @@ class DeliveryStore(Protocol):
         """The raw body of an accepted delivery."""
         ...
 
-    async def start_attempt(self, delivery_id: str, handler: str) -> int:
-        """Count a new attempt of ``handler`` (before it runs) and return its number."""
+    async def start_attempt(
+        self, delivery_id: str, handler: str, owner: str, until: float
+    ) -> int | None:
+        """Claim the next attempt of ``handler`` for ``owner`` until ``until`` (epoch
+        seconds) and return its number; None when the handler is not pending or another
+        owner's claim has not expired. Counting the attempt and claiming it are one step:
+        two processes never run one handler of one delivery at the same time."""
+        ...
+
+    async def renew(self, delivery_id: str, handler: str, owner: str, until: float) -> bool:
+        """Extend ``owner``'s claim; False if it no longer holds it."""
         ...
 
     async def finish_attempt(
-        self, delivery_id: str, handler: str, error: str | None, *, final: bool
-    ) -> None:
-        """Record an attempt's outcome: done, pending again (``error``), or failed (``final``)."""
+        self,
+        delivery_id: str,
+        handler: str,
+        owner: str,
+        error: str | None,
+        *,
+        final: bool,
+        hold_until: float | None = None,
+    ) -> bool:
+        """Record an attempt's outcome: done, pending again (``error``), or failed (``final``);
+        the claim ends, or is kept until ``hold_until`` (a retry's backoff). False, and
+        nothing written, if ``owner`` no longer holds the claim."""
         ...
 
     async def recent(

@@ -2,8 +2,14 @@
 
 Keys: ``delivery:{id}`` (metadata, written once with ``skip_if_exists``: the first writer
 wins, so a redelivery is recognised across containers), ``body:{id}`` (raw body) and
-``handler:{id}:{name}`` (one handler's state; absent means pending). Modal drops Dict
+``handler:{id}:{name}`` (one handler's state; absent means pending) and
+``claim:{id}:{name}:{attempt}`` (who runs that attempt, until when). Modal drops Dict
 entries after 7 days without reads or writes.
+
+The Dict has no transactions; its one atomic step is ``put(..., skip_if_exists=True)``. So
+an attempt is claimed by creating its claim key: of two processes claiming attempt 3, one
+creates ``claim:...:3`` and runs it, the other finds it taken. A claim whose owner died
+expires, and the next process claims the attempt after it.
 
 Nothing here imports ``modal``: the Dict is passed in, and any object with the Dict's async
 ``get``/``put``/``pop``/``keys`` (``.aio``) methods will do, which is how it is tested offline.
@@ -24,6 +30,7 @@ from receiver.stores import Body, StoreError
 # A recorded delivery whose spawn is not confirmed after this long is spawned again by its
 # next redelivery (the first spawn failed and the record could not be removed).
 SPAWN_GRACE_SECONDS = 30.0
+MAX_CLAIM_TRIES = 16  # expired claims skipped in a row before giving up (a crash loop)
 
 
 class AioMethod(Protocol):
@@ -68,6 +75,10 @@ class ModalDictStore:
             self.entries.put.aio(f"delivery:{record.id}", meta, skip_if_exists=True)
         )
 
+    async def check(self) -> None:
+        """Raise :class:`StoreError` unless the Dict takes a write (``/healthz``)."""
+        await self._call(self.entries.put.aio("healthz", time.time()))
+
     async def forget(self, delivery_id: str) -> None:
         """Remove a delivery whose spawn failed, so that LangSmith's retry is accepted afresh."""
         await self._call(self.entries.pop.aio(f"delivery:{delivery_id}", None))
@@ -106,22 +117,80 @@ class ModalDictStore:
     async def body(self, delivery_id: str) -> bytes:
         return await self._require(f"body:{delivery_id}")
 
-    async def start_attempt(self, delivery_id: str, handler: str) -> int:
+    async def start_attempt(
+        self, delivery_id: str, handler: str, owner: str, until: float
+    ) -> int | None:
         state = await self._state(delivery_id, handler)
-        state.attempts += 1
-        await self._put_state(delivery_id, handler, state)
-        return state.attempts
+        if state.status is not HandlerStatus.PENDING:
+            return None
+        last = state.attempts
+        previous = await self._claim(delivery_id, handler, last) if last else None
+        if self._held_by_other(previous, owner):
+            return None  # the last attempt's claim is live: running, or its retry is waiting
+        for attempt in range(last + 1, last + 1 + MAX_CLAIM_TRIES):
+            key = f"claim:{delivery_id}:{handler}:{attempt}"
+            claim = {"owner": owner, "until": until}
+            if await self._call(self.entries.put.aio(key, claim, skip_if_exists=True)):
+                state.attempts = attempt
+                await self._put_state(delivery_id, handler, state)
+                if previous:  # held through a backoff (ours) or expired: no longer needed
+                    await self._call(self.entries.pop.aio(f"claim:{delivery_id}:{handler}:{last}"))
+                return attempt
+            if self._held_by_other(await self._claim(delivery_id, handler, attempt), owner):
+                return None
+            # that attempt's owner died before counting it: claim the next one
+        raise StoreError(f"delivery {delivery_id}: {MAX_CLAIM_TRIES} expired claims of {handler}")
+
+    async def renew(self, delivery_id: str, handler: str, owner: str, until: float) -> bool:
+        attempt = await self._own_attempt(delivery_id, handler, owner)
+        if attempt is None:
+            return False
+        claim = {"owner": owner, "until": until}
+        await self._call(self.entries.put.aio(f"claim:{delivery_id}:{handler}:{attempt}", claim))
+        return True
 
     async def finish_attempt(
-        self, delivery_id: str, handler: str, error: str | None, *, final: bool
-    ) -> None:
-        state = await self._state(delivery_id, handler)
+        self,
+        delivery_id: str,
+        handler: str,
+        owner: str,
+        error: str | None,
+        *,
+        final: bool,
+        hold_until: float | None = None,
+    ) -> bool:
+        attempt = await self._own_attempt(delivery_id, handler, owner)
+        if attempt is None:
+            return False
         if error is None:
-            state.status = HandlerStatus.DONE
+            status = HandlerStatus.DONE
         else:
-            state.status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
-        state.last_error = error
-        await self._put_state(delivery_id, handler, state)
+            status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
+        await self._put_state(delivery_id, handler, HandlerState(status, attempt, error))
+        key = f"claim:{delivery_id}:{handler}:{attempt}"
+        if hold_until is None:
+            await self._call(self.entries.pop.aio(key, None))
+        else:
+            await self._call(self.entries.put.aio(key, {"owner": owner, "until": hold_until}))
+        return True
+
+    async def _claim(self, delivery_id: str, handler: str, attempt: int) -> dict | None:
+        return await self._call(self.entries.get.aio(f"claim:{delivery_id}:{handler}:{attempt}"))
+
+    @staticmethod
+    def _held_by_other(claim: dict | None, owner: str) -> bool:
+        return bool(claim) and claim["owner"] != owner and claim["until"] > time.time()
+
+    async def _own_attempt(self, delivery_id: str, handler: str, owner: str) -> int | None:
+        """The attempt ``owner`` holds the claim of, or None if it has lost it (its claim
+        expired and another process claimed the next attempt)."""
+        attempt = (await self._state(delivery_id, handler)).attempts
+        claim = await self._claim(delivery_id, handler, attempt)
+        if not claim or claim["owner"] != owner:
+            return None
+        if await self._claim(delivery_id, handler, attempt + 1):
+            return None  # claimed after ours expired; its owner has not counted it yet
+        return attempt
 
     async def recent(
         self, limit: int = 20, *, source: str | None = None, route: str | None = None

@@ -27,7 +27,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -55,6 +55,8 @@ CREATE TABLE IF NOT EXISTS handler_states (
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     last_error TEXT,
+    claim_owner TEXT,  -- who runs the current attempt (see start_attempt), until claim_until
+    claim_until REAL,
     PRIMARY KEY (delivery_id, handler)
 );
 CREATE INDEX IF NOT EXISTS handler_states_by_status ON handler_states (status, delivery_id);
@@ -68,15 +70,24 @@ _SELECT_RECORDS = (
 )
 # Columns added since the first release, for stores created before them.
 _MIGRATIONS = {
-    "external": "ALTER TABLE deliveries ADD COLUMN external INTEGER NOT NULL DEFAULT 0",
-    "subject": "ALTER TABLE deliveries RENAME COLUMN rule_id TO subject",
-    "source": "ALTER TABLE deliveries ADD COLUMN source TEXT NOT NULL DEFAULT 'rule'",
-    "routes": "ALTER TABLE deliveries ADD COLUMN routes TEXT NOT NULL DEFAULT ''",
+    ("deliveries", "external"): "ADD COLUMN external INTEGER NOT NULL DEFAULT 0",
+    ("deliveries", "subject"): "RENAME COLUMN rule_id TO subject",
+    ("deliveries", "source"): "ADD COLUMN source TEXT NOT NULL DEFAULT 'rule'",
+    ("deliveries", "routes"): "ADD COLUMN routes TEXT NOT NULL DEFAULT ''",
+    ("handler_states", "claim_owner"): "ADD COLUMN claim_owner TEXT",
+    ("handler_states", "claim_until"): "ADD COLUMN claim_until REAL",
 }
 
 
 class LockBusy(Exception):
     """Another process holds the write lock (raised only when asked not to wait)."""
+
+
+class _Probed(Exception):
+    """Rolls a probe's transaction back."""
+
+
+_PROBE_ID = "~probe"  # sorts after every real id (hex): the probe touches the last pages
 
 
 class SqliteStore:
@@ -106,10 +117,10 @@ class SqliteStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-            columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
-            for column, statement in _MIGRATIONS.items():
+            for (table, column), change in _MIGRATIONS.items():
+                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
                 if column not in columns:
-                    self._db.execute(statement)
+                    self._db.execute(f"ALTER TABLE {table} {change}")
             self.bodies = self.path.with_name(self.path.name + ".bodies")
             self.bodies.mkdir(exist_ok=True)
         except (OSError, sqlite3.Error) as exc:
@@ -160,6 +171,42 @@ class SqliteStore:
                     raise
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
+
+    def check_integrity(self) -> None:
+        """Raise :class:`StoreError` naming the damage if the file is corrupt (start-up).
+
+        ``PRAGMA quick_check`` reads every page (a second or so per GB): a damaged store
+        would otherwise start, answer ``/healthz``, and refuse every delivery with 503.
+        """
+        problems = [row[0] for row in self._query("PRAGMA quick_check(5)")]
+        if problems != ["ok"]:
+            raise StoreError(
+                f"the delivery store {self.path} is damaged ({'; '.join(problems)}):"
+                " restore it from a copy, or move it away to start with an empty store"
+            )
+
+    def check_writable(self) -> None:
+        """Raise :class:`StoreError` if a delivery could not be recorded right now.
+
+        Writes a probe delivery and its handler state (the tables and indexes an accept
+        touches) and rolls it back: nothing is synced, nothing stays. When another process
+        holds the write lock, the store is busy, not broken: nothing is raised.
+        """
+        try:
+            with self._transaction(wait=False) as db:
+                db.execute(
+                    "INSERT OR IGNORE INTO deliveries (id, received_at, subject, runs, body)"
+                    " VALUES (?, 0, '', 0, x'')",
+                    (_PROBE_ID,),
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO handler_states (delivery_id, handler, status)"
+                    " VALUES (?, '', '')",
+                    (_PROBE_ID,),
+                )
+                raise _Probed
+        except (_Probed, LockBusy):
+            pass
 
     def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._lock:
@@ -270,28 +317,74 @@ class SqliteStore:
         except OSError as exc:
             raise StoreError(f"cannot write a body under {self.bodies}: {exc}") from exc
 
-    # One delivery's handler is only ever run by one worker at a time, so the bookkeeping
-    # below uses single statements (each its own transaction) rather than BEGIN ... COMMIT.
-    async def start_attempt(self, delivery_id: str, handler: str) -> int:
-        [(attempts,)] = self._query(
-            "UPDATE handler_states SET attempts = attempts + 1"
-            " WHERE delivery_id = ? AND handler = ? RETURNING attempts",
-            (delivery_id, handler),
+    # Each claim step is one UPDATE (its own transaction): whether the claim is free and
+    # taking it cannot be split by another process's write.
+    async def start_attempt(
+        self, delivery_id: str, handler: str, owner: str, until: float
+    ) -> int | None:
+        rows = self._query(
+            "UPDATE handler_states"
+            " SET attempts = attempts + 1, claim_owner = ?3, claim_until = ?4"
+            " WHERE delivery_id = ?1 AND handler = ?2 AND status = ?5"
+            " AND (claim_owner IS NULL OR claim_owner = ?3 OR claim_until < ?6)"
+            " RETURNING attempts",
+            (delivery_id, handler, owner, until, HandlerStatus.PENDING.value, time.time()),
         )
-        return attempts
+        return rows[0][0] if rows else None
+
+    async def renew(self, delivery_id: str, handler: str, owner: str, until: float) -> bool:
+        return bool(
+            self._query(
+                "UPDATE handler_states SET claim_until = ?"
+                " WHERE delivery_id = ? AND handler = ? AND claim_owner = ? RETURNING 1",
+                (until, delivery_id, handler, owner),
+            )
+        )
 
     async def finish_attempt(
-        self, delivery_id: str, handler: str, error: str | None, *, final: bool
-    ) -> None:
+        self,
+        delivery_id: str,
+        handler: str,
+        owner: str,
+        error: str | None,
+        *,
+        final: bool,
+        hold_until: float | None = None,
+    ) -> bool:
         if error is None:
             status = HandlerStatus.DONE
         else:
             status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
-        self._query(
-            "UPDATE handler_states SET status = ?, last_error = ?"
-            " WHERE delivery_id = ? AND handler = ?",
-            (status.value, error, delivery_id, handler),
+        return bool(
+            self._query(
+                "UPDATE handler_states SET status = ?1, last_error = ?2,"
+                " claim_owner = CASE WHEN ?3 IS NULL THEN NULL ELSE claim_owner END,"
+                " claim_until = ?3"
+                " WHERE delivery_id = ?4 AND handler = ?5 AND claim_owner = ?6 RETURNING 1",
+                (status.value, error, hold_until, delivery_id, handler, owner),
+            )
         )
+
+    def release_dead_claims(self, alive: Callable[[str], bool]) -> int:
+        """End the claims of every owner ``alive`` says is gone, and return how many.
+
+        A local process that crashed holding claims need not be waited for until they
+        expire: the worker asks this at start-up and at each sweep.
+        """
+        owners = self._query(
+            "SELECT DISTINCT claim_owner FROM handler_states WHERE claim_owner IS NOT NULL"
+        )
+        released = 0
+        for (owner,) in owners:
+            if not alive(owner):
+                released += len(
+                    self._query(
+                        "UPDATE handler_states SET claim_owner = NULL, claim_until = NULL"
+                        " WHERE claim_owner = ? RETURNING 1",
+                        (owner,),
+                    )
+                )
+        return released
 
     async def recent(
         self, limit: int = 20, *, source: str | None = None, route: str | None = None
@@ -321,7 +414,8 @@ class SqliteStore:
                 )
             ]
             db.execute(
-                "UPDATE handler_states SET status = ?, attempts = 0"
+                "UPDATE handler_states"
+                " SET status = ?, attempts = 0, claim_owner = NULL, claim_until = NULL"
                 " WHERE delivery_id = ? AND status = ?",
                 (HandlerStatus.PENDING.value, delivery_id, HandlerStatus.FAILED.value),
             )
