@@ -1,14 +1,27 @@
 """What a hostile sender or a busy operator could break, each through the real server."""
 
+import asyncio
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import threading
+import time
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import HEADER
+from handlers_for_tests.concurrency import most_at_once, starts
 from support.live_server import wait_for
 from support.payloads import payload_with_runs, unique_body
+
+from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
+from receiver.stores.sqlite import SqliteStore
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # Every code point str.splitlines() breaks a line on, besides "\n" and "\r".
 LINE_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
@@ -88,3 +101,90 @@ def test_a_body_repeating_a_key_is_refused_with_the_key_named(live_server, where
     answer = httpx.post(server.url, content=text.encode(), headers=HEADER)
     assert answer.status_code == 422
     assert f'repeated key "{key}"' in answer.json()["error"]
+
+
+def test_a_replay_beside_a_running_server_runs_each_handler_once_at_a_time(live_server, tmp_path):
+    """The server's worker sweeps up a delivery that scripts/replay.py has just made pending
+    and is running: the attempt is replay's (claimed), so the worker leaves it, and replay
+    reports what the store holds."""
+    store_path, notes = tmp_path / "live.sqlite3", tmp_path / "concurrency.txt"
+    handler = "handlers_for_tests.concurrency"
+    store = SqliteStore(store_path)
+    record = DeliveryRecord("dead-1", time.time(), handlers={handler: HandlerState()})
+    body = payload_with_runs(1)
+
+    async def dead() -> None:
+        await store.accept(record, json.dumps(body).encode())
+        await store.start_attempt("dead-1", handler, "earlier", time.time() + 30)
+        await store.finish_attempt("dead-1", handler, "earlier", "RuntimeError: down", final=True)
+
+    asyncio.run(dead())
+    env = {
+        "WEBHOOK_HANDLERS": handler,
+        "WEBHOOK_STORE_PATH": str(store_path),
+        "TEST_CONCURRENCY_PATH": str(notes),
+        "CONCURRENCY_SECONDS": "2",
+    }
+    replay = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "replay.py"), "dead-1"],
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'tests'}", **env},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert wait_for(lambda: starts(notes) == {"dead-1": 1}, timeout=20)
+    server = live_server(env=env)  # its worker sweeps the store as it starts
+    assert wait_for(lambda: "claimed by another process" in server.log(), timeout=10)
+    out, _ = replay.communicate(timeout=30)
+    assert replay.returncode == 0, out
+    time.sleep(0.5)
+    assert (starts(notes), most_at_once(notes)) == ({"dead-1": 1}, {"dead-1": 1})
+    state = asyncio.run(store.get("dead-1")).handlers[handler]
+    assert (state.status, state.attempts) == (HandlerStatus.DONE, 1)
+    assert "done" in out
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def test_three_maximum_bodies_of_tiny_runs_are_acknowledged_in_time_and_memory(
+    live_server, tmp_path
+):
+    """Three 25 MiB bodies of 500,000 runs at once: each 202 within LangSmith's 5 s, /healthz
+    answering all along (the parsing is off the event loop), and the server's memory under
+    four times the bodies. No route matches them, so the worker stays out of the way."""
+    routes = tmp_path / "routes.toml"
+    routes.write_text(
+        "[[routes]]\nname = 'other-rule'\nhandlers = ['handlers_for_tests.recording']\n"
+        f"[routes.match]\nrule_id = ['{uuid.uuid4()}']\n"
+    )
+    server = live_server(env={"WEBHOOK_ROUTES": str(routes), "WEBHOOK_HANDLERS": ""})
+    runs = [{"id": str(uuid.UUID(int=index + 1))} for index in range(500_000)]
+    bodies = [
+        json.dumps({**payload_with_runs(0), "runs": runs}, separators=(",", ":")).encode()
+        for _ in range(3)
+    ]
+    del runs
+    assert all(20 * 2**20 < len(body) <= 25 * 2**20 for body in bodies)
+    idle = rss_mib(server.process.pid)
+    answers, slowest_health, peak = [], [0.0], [idle]
+
+    def send(body: bytes) -> None:
+        started = time.monotonic()
+        status = httpx.post(server.url, content=body, headers=HEADER, timeout=30).status_code
+        answers.append((status, time.monotonic() - started))
+
+    senders = [threading.Thread(target=send, args=(body,)) for body in bodies]
+    for sender in senders:
+        sender.start()
+    while any(sender.is_alive() for sender in senders):
+        started = time.monotonic()
+        assert httpx.get(server.url + "healthz", timeout=5).status_code == 200
+        slowest_health[0] = max(slowest_health[0], time.monotonic() - started)
+        peak[0] = max(peak[0], rss_mib(server.process.pid))
+        time.sleep(0.02)
+    assert [status for status, _ in answers] == [202, 202, 202]
+    assert max(took for _, took in answers) < 5, answers
+    assert slowest_health[0] < 0.5, slowest_health
+    assert peak[0] - idle < 4 * sum(map(len, bodies)) / 2**20, (idle, peak)
