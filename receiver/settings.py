@@ -150,6 +150,11 @@ class Settings(EnvSettings):
         3.0, validation_alias="WEBHOOK_ACK_DEADLINE_SECONDS", gt=0, lt=5
     )
 
+    # The local server's connections (receiver/runtimes/http_guard.py; Modal's proxy holds
+    # them on Modal): a request's deadline to arrive, and how many connections at once.
+    read_timeout_seconds: float = Field(15.0, validation_alias="WEBHOOK_READ_TIMEOUT_SECONDS", gt=0)
+    max_connections: int | None = Field(None, validation_alias="WEBHOOK_MAX_CONNECTIONS", ge=16)
+
     # Running handlers: attempts, backoff, and (locally) how many at once.
     max_attempts: int = Field(5, validation_alias="WEBHOOK_MAX_ATTEMPTS", ge=1)
     retry_base_seconds: float = Field(2.0, validation_alias="WEBHOOK_RETRY_BASE_SECONDS", ge=0)

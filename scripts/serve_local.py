@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from receiver.logs import configure_logging, install_redaction
 from receiver.registry import HandlerLoadError
+from receiver.runtimes.http_guard import ACCEPT_BACKLOG, guarded_protocol
 from receiver.runtimes.local import create_local_app, tune_garbage_collector
 from receiver.settings import Settings, SettingsError
 from receiver.stores import StoreError
@@ -55,7 +56,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Send deliveries to {base}?secret=<LS_WEBHOOK> or with the X-Webhook-Secret header")
 
     tune_garbage_collector()
-    config = uvicorn.Config(app, host=args.host, port=args.port, log_level="info")
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        http=guarded_protocol(settings),
+        backlog=ACCEPT_BACKLOG,
+    )
     install_redaction(settings.redacted_values)  # uvicorn.Config has just set its loggers up
     uvicorn.Server(config).run()
     return 0

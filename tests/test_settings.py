@@ -18,6 +18,8 @@ BAD_VALUES = {
     "WEBHOOK_WORKER_CONCURRENCY": "0",
     "WEBHOOK_STORE_BUSY_SECONDS": "two",
     "WEBHOOK_LEASE_SECONDS": "0.5",
+    "WEBHOOK_READ_TIMEOUT_SECONDS": "0",
+    "WEBHOOK_MAX_CONNECTIONS": "8",
     "LANGSMITH_ENDPOINT": "api.smith.langchain.com",
     "LANGSMITH_WEB_URL": "smith.langchain.com",
     "WEBHOOK_APP_NAME": "my app",

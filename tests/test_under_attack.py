@@ -1,8 +1,10 @@
 """What a hostile sender or a busy operator could break, each through the real server."""
 
 import asyncio
+import contextlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -188,3 +190,43 @@ def test_three_maximum_bodies_of_tiny_runs_are_acknowledged_in_time_and_memory(
     assert max(took for _, took in answers) < 5, answers
     assert slowest_health[0] < 0.5, slowest_health
     assert peak[0] - idle < 4 * sum(map(len, bodies)) / 2**20, (idle, peak)
+
+
+def test_silent_and_slow_header_connections_are_closed_at_the_read_deadline(live_server):
+    server = live_server(env={"WEBHOOK_READ_TIMEOUT_SECONDS": "1"})
+    silent = socket.create_connection(("127.0.0.1", server.port))
+    slow = socket.create_connection(("127.0.0.1", server.port))
+    slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+    started = time.monotonic()
+    for _ in range(8):  # a header byte every 0.25 s: never a whole request
+        time.sleep(0.25)
+        with contextlib.suppress(OSError):
+            slow.sendall(b"X")
+    for connection in (silent, slow):
+        connection.settimeout(5)
+        with contextlib.suppress(ConnectionResetError):
+            assert connection.recv(1024) == b""  # closed by the server
+        connection.close()
+    assert time.monotonic() - started < 4
+
+
+def test_a_delivery_gets_through_1100_idle_connections_on_1024_descriptors(live_server):
+    """1,100 connections that send nothing, against a server allowed 1,024 descriptors: the
+    oldest silent ones make room, a real delivery is acknowledged within 5 s, and the log
+    has no traceback, just a warning."""
+    server = live_server(fd_limit=1024)
+    idle = []
+    try:
+        for _ in range(1100):
+            idle.append(socket.create_connection(("127.0.0.1", server.port)))
+        time.sleep(0.5)
+        started = time.monotonic()
+        answer = httpx.post(server.url, content=unique_body(), headers=HEADER, timeout=5)
+        assert answer.status_code == 202
+        assert time.monotonic() - started < 5
+    finally:
+        for connection in idle:
+            connection.close()
+    log = server.log()
+    assert "Traceback" not in log and "out of system resource" not in log
+    assert "the cap (WEBHOOK_MAX_CONNECTIONS)" in log

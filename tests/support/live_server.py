@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -40,7 +41,13 @@ def free_port() -> int:
 class LiveServer:
     """One ``serve_local.py`` process; its output goes to ``log_path``."""
 
-    def __init__(self, env: dict[str, str], log_path: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_path: Path,
+        port: int | None = None,
+        fd_limit: int | None = None,
+    ) -> None:
         self.env = {
             **os.environ,
             "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]),
@@ -51,6 +58,11 @@ class LiveServer:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.process: subprocess.Popen | None = None
+        self.fd_limit = fd_limit  # the server's RLIMIT_NOFILE, as a small machine would have
+
+    def _limit_descriptors(self) -> None:
+        if self.fd_limit is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.fd_limit, self.fd_limit))
 
     def start(self, timeout: float = 20.0) -> LiveServer:
         """Start the process and wait until ``/healthz`` answers."""
@@ -61,6 +73,7 @@ class LiveServer:
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self._limit_descriptors,
         )
         log.close()
         deadline = time.monotonic() + timeout
