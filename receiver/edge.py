@@ -57,14 +57,14 @@ from receiver.auth import (
     signature_matches,
 )
 from receiver.delivery import DeliveryRecord, HandlerState, derive_delivery_id
+from receiver.reading import ParserProcess, Reader
 from receiver.routes import RouteTable
 from receiver.settings import Settings
-from receiver.sources import SOURCES, BodyError, recognise
+from receiver.sources import SOURCES, BodyError
 from receiver.stores import Body, StoreError
 
 log = logging.getLogger("receiver.http")
-MAX_SUBJECT_CHARS = 300  # a subject is a line in a listing
-PARSE_INLINE_BYTES = 1024 * 1024  # parsed on the event loop (up to ~4 ms); larger, in a thread
+PARSE_INLINE_BYTES = 1024 * 1024  # read on the event loop (up to ~4 ms); larger, by the parser
 HEALTH_CHECK_SECONDS = 2.0  # /healthz probes the store at most this often (it is public)
 
 
@@ -119,18 +119,6 @@ class Rejection(Exception):
         super().__init__(reason)
         self.status_code = status_code
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What the edge read of a body: all the answer and the record need."""
-
-    source: str
-    key: str | None  # LangSmith's own id of the delivery, if its sender has one
-    subject: str
-    runs: int
-    routes: tuple[str, ...]
-    handlers: tuple[str, ...]
 
 
 @dataclass
@@ -308,32 +296,9 @@ def create_app(
         if credential.signature is not None:
             raise Rejection(401, "missing or wrong webhook secret")
 
-    # Parsing a large body builds its whole tree (up to ~6x the body for many tiny runs):
-    # one at a time, and nothing of it kept past the parse, so that memory stays bounded.
-    large_parse = asyncio.Semaphore(1)
+    reader, parser = Reader(routes), ParserProcess(settings)
 
     def receiver_for(path: str) -> Callable[..., Any]:
-        preferred = [SOURCES[name] for name in routes.sources_at(path)]
-        run_keys = {name: routes.condition_keys(path) & s.run_keys for name, s in SOURCES.items()}
-
-        def read(body: bytes | bytearray) -> Delivery:
-            """What the answer needs of a body (its envelope is dropped here, not kept)."""
-            found = recognise(body, preferred)
-            source, envelope = found.source, found.envelope
-            if found.problem:
-                log.warning("kept as an unknown delivery: %s", found.problem)
-            keys = run_keys[source.name]
-            runs = source.runs(envelope, keys) if keys else None
-            matched = routes.matching(path, source.name, source.facts(envelope), runs)
-            return Delivery(
-                source=source.name,
-                key=source.delivery_key(envelope),
-                subject=found.problem[:MAX_SUBJECT_CHARS] or source.subject(envelope),
-                runs=source.run_count(envelope),
-                routes=tuple(route.name for route in matched),
-                handlers=routes.handlers_of(matched),
-            )
-
         async def receive(
             request: Request, credential: Credential = credential_dependency
         ) -> Response:
@@ -343,12 +308,15 @@ def create_app(
                 return _error(401, f"{SIGNATURE_HEADER} does not match the body")
             try:
                 if len(body) <= PARSE_INLINE_BYTES:
-                    delivery = read(body)
+                    delivery = reader.read(path, body)
                 else:  # milliseconds to seconds of parsing: the loop keeps serving meanwhile
-                    async with large_parse:
-                        delivery = await asyncio.to_thread(read, body)
+                    body = bytes(body)  # what the parser is sent; the buffer read is let go
+                    delivery = await parser.read(path, body)
             except BodyError as exc:
                 return _error(422, str(exc))
+            except RuntimeError as exc:
+                log.error("delivery not read, answering 503: %s", exc)
+                return _error(503, "the delivery could not be read; retry later")
             if delivery.key is not None and signing_secrets and not signed:
                 return _error(401, f"a LangSmith event must carry a valid {SIGNATURE_HEADER}")
             record = DeliveryRecord(
