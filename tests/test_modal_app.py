@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import modal
@@ -260,3 +261,21 @@ def test_loading_every_shipped_handler_keeps_heavy_imports_out_of_the_web_path()
         " print(sorted(m for m in ('langsmith', 'httpx', 'fastapi') if m in sys.modules))"
     )
     assert out == "[]"
+
+
+def test_a_retried_process_call_takes_over_a_handler_from_the_container_that_died(
+    modal_offline, record_path
+):
+    """The container running a handler dies; Modal retries ``process``. The dead
+    container's claim still stands: the retry waits for it to expire, then runs the handler,
+    instead of returning with the handler pending and no call left to run it."""
+    entries, _ = modal_offline
+    with TestClient(webhook_app.web.local()) as client:
+        delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
+    store = ModalDictStore(entries)
+    handler = "handlers_for_tests.recording"
+    asyncio.run(store.start_attempt(delivery_id, handler, "dead-container", time.time() + 0.3))
+    settings = Settings.from_env({"WEBHOOK_LEASE_SECONDS": "1"})
+    result = asyncio.run(process_delivery(settings, entries, delivery_id))
+    assert result["status"] == "done"
+    assert read_calls(record_path) == [(handler, delivery_id, 2, "ok")]

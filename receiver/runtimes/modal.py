@@ -20,7 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from receiver.delivery import DeliveryRecord
+from receiver.delivery import DeliveryRecord, DeliveryStatus
 from receiver.dispatch import Dispatcher, load_configuration
 from receiver.edge import create_app
 from receiver.routes import load_routes
@@ -79,12 +79,27 @@ def create_modal_app(settings: Settings, entries: DictLike, spawn: Spawn) -> Fas
     return create_app(settings, routes, ModalIntake(ModalDictStore(entries), spawn))
 
 
+CLAIM_WAITS = 4  # lease periods a `process` call waits for another owner's claim to end
+
+
 async def process_delivery(settings: Settings, entries: DictLike, delivery_id: str) -> dict:
-    """The body of Modal's ``process`` function: run the delivery's pending handlers."""
+    """The body of Modal's ``process`` function: run the delivery's pending handlers.
+
+    A handler still pending afterwards is claimed by another owner: a live one (another
+    call, a replay), which finishes it, or the container that died mid-handler and made
+    Modal retry this call, whose claim expires within a lease. So the call waits and tries
+    again, for up to a few leases, rather than end with the handler pending and no call
+    left to run it.
+    """
     routes, handlers = load_configuration(settings)
     dispatcher = Dispatcher(ModalDictStore(entries), handlers, settings, routes)
     try:
         record = await dispatcher.process(delivery_id)
+        for _ in range(CLAIM_WAITS * 3):
+            if record is None or record.status is not DeliveryStatus.PENDING:
+                break
+            await asyncio.sleep(settings.lease_seconds / 3)
+            record = await dispatcher.process(delivery_id)
     finally:
         dispatcher.close()
     return record.to_json() if record else {"id": delivery_id, "status": "unknown"}
