@@ -2,6 +2,8 @@
 
     modal deploy webhook_app.py   # a persistent URL to paste into LangSmith
     modal serve webhook_app.py    # the dev loop: a temporary URL, reloaded on save
+    modal run webhook_app.py::replay --failed          # re-run every dead delivery
+    modal run webhook_app.py::replay --ids ID1,ID2     # or these
 
 Two functions. ``web`` is the internet-facing FastAPI app: it holds only the webhook
 secrets, checks the sender's credential, recognises the sender, validates what its answer
@@ -118,3 +120,27 @@ def web():
     current = Settings.from_env()
     configure_logging(current.redacted_values)
     return create_modal_app(current, deliveries, spawn=process.spawn.aio)
+
+
+# The operator's replay in Modal's own idiom (scripts/replay.py --modal does the same against
+# the deployed app): reset the failed handlers in the Dict, then run `process` for each
+# delivery and wait for it, so the outcome is printed here.
+@app.local_entrypoint()
+def replay(failed: bool = False, ids: str = "") -> None:
+    import asyncio
+
+    from receiver.stores.modal_dict import ModalDictStore
+
+    store = ModalDictStore(deliveries)
+    chosen = [each for each in ids.split(",") if each]
+    if failed == bool(chosen):
+        raise SystemExit("give --failed or --ids ID1,ID2 (not both)")
+    chosen = chosen or asyncio.run(store.dead())
+    still_dead = 0
+    for delivery_id in chosen:
+        reset = asyncio.run(store.reset_failed(delivery_id))
+        outcome = process.remote(delivery_id)
+        still_dead += outcome["status"] == "dead"
+        print(f"{delivery_id}: reset {', '.join(reset) or 'nothing'}; now {outcome['status']}")
+    if still_dead:
+        raise SystemExit(1)

@@ -12,6 +12,7 @@ import modal
 import pytest
 from conftest import HEADER, SECRET, read_calls
 from fastapi import FastAPI
+from modal.app import LocalEntrypoint
 from starlette.testclient import TestClient
 from support.memory_dict import MemoryDict
 from support.payloads import unique_body
@@ -279,3 +280,30 @@ def test_a_retried_process_call_takes_over_a_handler_from_the_container_that_die
     result = asyncio.run(process_delivery(settings, entries, delivery_id))
     assert result["status"] == "done"
     assert read_calls(record_path) == [(handler, delivery_id, 2, "ok")]
+
+
+def test_replay_is_a_local_entrypoint_that_resets_and_runs_process(modal_offline, capsys):
+    """`modal run webhook_app.py::replay --failed`: the failed handlers are reset in the Dict
+    and `process` runs for each delivery (here its body, `.local()`: offline `.remote()`
+    needs Modal's servers)."""
+    entries, _ = modal_offline
+    assert isinstance(webhook_app.replay, LocalEntrypoint)
+    with TestClient(webhook_app.web.local()) as client:
+        delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
+    store = ModalDictStore(entries)
+    handler = "handlers_for_tests.recording"
+    asyncio.run(store.start_attempt(delivery_id, handler, "earlier", time.time() + 30))
+    asyncio.run(store.finish_attempt(delivery_id, handler, "earlier", "boom", final=True))
+    assert asyncio.run(store.dead()) == [delivery_id]
+
+    class LocalProcess:
+        @staticmethod
+        def remote(delivery_id):
+            return asyncio.run(process_delivery(Settings.from_env(), entries, delivery_id))
+
+    webhook_app.process = LocalProcess()  # modal_offline's monkeypatch restores it
+    webhook_app.replay.info.raw_f(failed=True)
+    assert f"{delivery_id}: reset {handler}; now done" in capsys.readouterr().out
+    assert asyncio.run(store.dead()) == []
+    with pytest.raises(SystemExit, match="not both"):
+        webhook_app.replay.info.raw_f(failed=True, ids=delivery_id)
