@@ -33,8 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,7 +56,7 @@ from receiver.auth import (
     secret_matches,
     signature_matches,
 )
-from receiver.delivery import DeliveryRecord, HandlerState, derive_delivery_id
+from receiver.delivery import DeliveryRecord, HandlerState
 from receiver.reading import ParserProcess, Reader
 from receiver.routes import RouteTable
 from receiver.settings import Settings
@@ -253,12 +253,27 @@ def create_app(
     *,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
 ) -> FastAPI:
-    """Build the receiver's ASGI app; the same object runs on Modal and locally."""
+    """Build the receiver's ASGI app; the same object runs on Modal and locally.
+
+    At start-up the app starts its parser process in the background (the first large body
+    would otherwise wait for it: a quarter of a second), then runs ``lifespan``, if given.
+    """
+    parser = ParserProcess(settings)
+
+    @asynccontextmanager
+    async def starting(app: FastAPI) -> AsyncIterator[None]:
+        parser.start()
+        if lifespan is None:
+            yield
+        else:
+            async with lifespan(app):
+                yield
+
     app = FastAPI(
         title="LangSmith webhook receiver",
         summary="Acknowledges LangSmith webhook deliveries fast; handlers run afterwards.",
         version="1",
-        lifespan=lifespan,
+        lifespan=starting,
         redoc_url=None,
     )
     secrets = settings.secret_values
@@ -296,7 +311,7 @@ def create_app(
         if credential.signature is not None:
             raise Rejection(401, "missing or wrong webhook secret")
 
-    reader, parser = Reader(routes), ParserProcess(settings)
+    reader = Reader(routes)
 
     def receiver_for(path: str) -> Callable[..., Any]:
         async def receive(
@@ -320,7 +335,7 @@ def create_app(
             if delivery.key is not None and signing_secrets and not signed:
                 return _error(401, f"a LangSmith event must carry a valid {SIGNATURE_HEADER}")
             record = DeliveryRecord(
-                id=derive_delivery_id(body, path, delivery.key),
+                id=delivery.id,
                 received_at=time.time(),
                 source=delivery.source,
                 subject=delivery.subject,

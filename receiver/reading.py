@@ -1,7 +1,8 @@
 """What the edge reads of a body before answering, and where large bodies are read.
 
-:class:`Reader` turns a body into a :class:`Delivery`: its sender, LangSmith's delivery
-key, a subject, how many runs, the routes it matches. Nothing else of the parse is kept.
+:class:`Reader` turns a body into a :class:`Delivery`: its id, its sender, LangSmith's
+delivery key, a subject, how many runs, the routes it matches. Nothing else of the parse
+is kept.
 
 A large body is read in a process of its own (:class:`ParserProcess`): parsing 25 MiB of
 tiny runs builds a tree of about six times that and holds the GIL for half a second or
@@ -18,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from receiver.delivery import derive_delivery_id
 from receiver.routes import RouteTable, load_routes
 from receiver.settings import Settings
 from receiver.sources import SOURCES, Source, recognise
@@ -34,6 +37,7 @@ MAX_SUBJECT_CHARS = 300  # a subject is a line in a listing
 class Delivery:
     """What the edge read of a body: all the answer and the record need."""
 
+    id: str
     source: str
     key: str | None  # LangSmith's own id of the delivery, if its sender has one
     subject: str
@@ -63,9 +67,11 @@ class Reader:
         keys = self._run_keys[path][source.name]
         runs = source.runs(envelope, keys) if keys else None
         matched = self.routes.matching(path, source.name, source.facts(envelope), runs)
+        key = source.delivery_key(envelope)
         return Delivery(
+            id=derive_delivery_id(body, path, key),  # hashing 25 MiB takes ~50 ms: here too
             source=source.name,
-            key=source.delivery_key(envelope),
+            key=key,
             subject=found.problem[:MAX_SUBJECT_CHARS] or source.subject(envelope),
             runs=source.run_count(envelope),
             routes=tuple(route.name for route in matched),
@@ -76,13 +82,24 @@ class Reader:
 _reader: Reader | None = None  # the parser process's
 
 
-def _start_parser(settings: Settings) -> None:
-    """The parser process's set-up: the same routes, and the same logging rules."""
+def _start_parser(settings: Settings, server: int) -> None:
+    """The parser process's set-up: the same routes, the same logging rules, and a watch
+    on the server: killed, it cannot stop its pool, and the parser must not outlive it."""
+    import os
+    import threading
+
     from receiver.logs import configure_logging
 
     global _reader
     configure_logging(settings.redacted_values)
     _reader = Reader(load_routes(settings, SOURCES))
+
+    def exit_with_the_server() -> None:
+        while os.getppid() == server:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_the_server, name="parent-watch", daemon=True).start()
 
 
 def _read_in_parser(path: str, body: bytes) -> Delivery:
@@ -91,7 +108,8 @@ def _read_in_parser(path: str, body: bytes) -> Delivery:
 
 
 class ParserProcess:
-    """One process that reads large bodies, one at a time; started on first use."""
+    """One process that reads large bodies, one at a time (started by the app at start-up,
+    or else by the first large body)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -102,7 +120,7 @@ class ParserProcess:
         out of memory) is replaced for the next body; this one raises ``RuntimeError``."""
         from concurrent.futures.process import BrokenProcessPool
 
-        executor = self._executor or self._start()
+        executor = self._executor or self.start()
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(executor, _read_in_parser, path, body)
@@ -110,14 +128,18 @@ class ParserProcess:
             self._executor = None
             raise RuntimeError(f"the parser process died: {exc}") from exc
 
-    def _start(self) -> Executor:
+    def start(self) -> Executor:
+        """Start the process now, without waiting for it (idempotent)."""
         import multiprocessing
+        import os
         from concurrent.futures import ProcessPoolExecutor
 
-        self._executor = ProcessPoolExecutor(
-            max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_parser,
-            initargs=(self.settings,),
-        )
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_parser,
+                initargs=(self.settings, os.getpid()),
+            )
+            self._executor.submit(int)  # spawns the process and runs its set-up
         return self._executor
