@@ -325,7 +325,6 @@ def create_app(
                 if len(body) <= PARSE_INLINE_BYTES:
                     delivery = reader.read(path, body)
                 else:  # milliseconds to seconds of parsing: the loop keeps serving meanwhile
-                    body = bytes(body)  # what the parser is sent; the buffer read is let go
                     delivery = await parser.read(path, body)
             except BodyError as exc:
                 return _error(422, str(exc))

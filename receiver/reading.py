@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
@@ -85,7 +87,6 @@ _reader: Reader | None = None  # the parser process's
 def _start_parser(settings: Settings, server: int) -> None:
     """The parser process's set-up: the same routes, the same logging rules, and a watch
     on the server: killed, it cannot stop its pool, and the parser must not outlive it."""
-    import os
     import threading
 
     from receiver.logs import configure_logging
@@ -102,9 +103,33 @@ def _start_parser(settings: Settings, server: int) -> None:
     threading.Thread(target=exit_with_the_server, name="parent-watch", daemon=True).start()
 
 
-def _read_in_parser(path: str, body: bytes) -> Delivery:
+def _read_in_parser(path: str, spooled: str) -> Delivery:
     assert _reader is not None, "the parser process was not started"
-    return _reader.read(path, body)
+    try:
+        with open(spooled, "rb") as file:
+            return _reader.read(path, file.read())
+    finally:
+        _give_back_memory()
+
+
+def _give_back_memory() -> None:
+    """Return the freed tree to the system (glibc keeps freed heap for reuse otherwise), so
+    that an idle parser holds its baseline, not the largest body it has read."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    libc = ctypes.CDLL(name) if name else None
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
+
+
+def _spool(body: bytes | bytearray) -> str:
+    """The body in a temporary file: how it reaches the parser, without a pickled copy of
+    it in each process's memory (the page cache holds it instead)."""
+    with tempfile.NamedTemporaryFile(prefix="webhook-body-", delete=False) as file:
+        file.write(body)
+    return file.name
 
 
 class ParserProcess:
@@ -115,23 +140,25 @@ class ParserProcess:
         self.settings = settings
         self._executor: Executor | None = None
 
-    async def read(self, path: str, body: bytes) -> Delivery:
+    async def read(self, path: str, body: bytes | bytearray) -> Delivery:
         """Like :meth:`Reader.read`, in the parser process. A parser that died (killed,
         out of memory) is replaced for the next body; this one raises ``RuntimeError``."""
         from concurrent.futures.process import BrokenProcessPool
 
         executor = self._executor or self.start()
         loop = asyncio.get_running_loop()
+        spooled = await asyncio.to_thread(_spool, body)
         try:
-            return await loop.run_in_executor(executor, _read_in_parser, path, body)
+            return await loop.run_in_executor(executor, _read_in_parser, path, spooled)
         except BrokenProcessPool as exc:
             self._executor = None
             raise RuntimeError(f"the parser process died: {exc}") from exc
+        finally:
+            os.unlink(spooled)
 
     def start(self) -> Executor:
         """Start the process now, without waiting for it (idempotent)."""
         import multiprocessing
-        import os
         from concurrent.futures import ProcessPoolExecutor
 
         if self._executor is None:
