@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Any
 
 from receiver.delivery import derive_delivery_id
 from receiver.routes import RouteTable, load_routes
@@ -82,18 +83,24 @@ class Reader:
 
 
 _reader: Reader | None = None  # the parser process's
+_malloc_trim: Any = None  # glibc's, found once at the parser's start (None elsewhere)
 
 
 def _start_parser(settings: Settings, server: int) -> None:
     """The parser process's set-up: the same routes, the same logging rules, and a watch
     on the server: killed, it cannot stop its pool, and the parser must not outlive it."""
+    import ctypes
+    import ctypes.util
     import threading
 
     from receiver.logs import configure_logging
 
-    global _reader
+    global _reader, _malloc_trim
     configure_logging(settings.redacted_values)
     _reader = Reader(load_routes(settings, SOURCES))
+    # find_library runs `ldconfig -p` in a subprocess: once here, not once per body.
+    libc = ctypes.util.find_library("c")
+    _malloc_trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
 
     def exit_with_the_server() -> None:
         while os.getppid() == server:
@@ -115,13 +122,8 @@ def _read_in_parser(path: str, spooled: str) -> Delivery:
 def _give_back_memory() -> None:
     """Return the freed tree to the system (glibc keeps freed heap for reuse otherwise), so
     that an idle parser holds its baseline, not the largest body it has read."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    libc = ctypes.CDLL(name) if name else None
-    if libc is not None and hasattr(libc, "malloc_trim"):
-        libc.malloc_trim(0)
+    if _malloc_trim is not None:
+        _malloc_trim(0)
 
 
 def _spool(body: bytes | bytearray) -> str:

@@ -33,6 +33,10 @@ SPAWN_GRACE_SECONDS = 30.0
 MAX_CLAIM_TRIES = 16  # expired claims skipped in a row before giving up (a crash loop)
 
 
+def _claim_key(delivery_id: str, handler: str, attempt: int) -> str:
+    return f"claim:{delivery_id}:{handler}:{attempt}"
+
+
 class AioMethod(Protocol):
     """A ``modal.Dict`` method: ``method.aio(...)`` is its async form."""
 
@@ -128,13 +132,13 @@ class ModalDictStore:
         if self._held_by_other(previous, owner):
             return None  # the last attempt's claim is live: running, or its retry is waiting
         for attempt in range(last + 1, last + 1 + MAX_CLAIM_TRIES):
-            key = f"claim:{delivery_id}:{handler}:{attempt}"
+            key = _claim_key(delivery_id, handler, attempt)
             claim = {"owner": owner, "until": until}
             if await self._call(self.entries.put.aio(key, claim, skip_if_exists=True)):
                 state.attempts = attempt
                 await self._put_state(delivery_id, handler, state)
                 if previous:  # held through a backoff (ours) or expired: no longer needed
-                    await self._call(self.entries.pop.aio(f"claim:{delivery_id}:{handler}:{last}"))
+                    await self._call(self.entries.pop.aio(_claim_key(delivery_id, handler, last)))
                 return attempt
             if self._held_by_other(await self._claim(delivery_id, handler, attempt), owner):
                 return None
@@ -146,7 +150,7 @@ class ModalDictStore:
         if attempt is None:
             return False
         claim = {"owner": owner, "until": until}
-        await self._call(self.entries.put.aio(f"claim:{delivery_id}:{handler}:{attempt}", claim))
+        await self._call(self.entries.put.aio(_claim_key(delivery_id, handler, attempt), claim))
         return True
 
     async def finish_attempt(
@@ -167,7 +171,7 @@ class ModalDictStore:
         else:
             status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
         await self._put_state(delivery_id, handler, HandlerState(status, attempt, error))
-        key = f"claim:{delivery_id}:{handler}:{attempt}"
+        key = _claim_key(delivery_id, handler, attempt)
         if hold_until is None:
             await self._call(self.entries.pop.aio(key, None))
         else:
@@ -175,7 +179,7 @@ class ModalDictStore:
         return True
 
     async def _claim(self, delivery_id: str, handler: str, attempt: int) -> dict | None:
-        return await self._call(self.entries.get.aio(f"claim:{delivery_id}:{handler}:{attempt}"))
+        return await self._call(self.entries.get.aio(_claim_key(delivery_id, handler, attempt)))
 
     @staticmethod
     def _held_by_other(claim: dict | None, owner: str) -> bool:
