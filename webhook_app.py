@@ -13,6 +13,7 @@ API key and runs the handlers of those routes, with retries. All logic lives in 
 plain-Python ``receiver`` package; this file only declares infrastructure.
 """
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -63,6 +64,8 @@ app = modal.App(settings.app_name, image=image)
 with image.imports():
     from receiver.logs import configure_logging
     from receiver.runtimes.modal import create_modal_app, process_delivery
+    from receiver.runtimes.sweeper import sweep as sweep_deliveries
+    from receiver.stores.modal_dict import ModalDictStore
 
 # Secrets: the shared webhook secret (comma-separated for rotation; the same Modal secret may
 # hold LS_SIGNING_SECRETS for signed senders) and the LangSmith key.
@@ -73,14 +76,19 @@ langsmith_secret = modal.Secret.from_name(
 handler_secrets = [modal.Secret.from_name(name) for name in settings.extra_secret_names]
 
 # Accepted deliveries and per-handler status: the first `put(..., skip_if_exists=True)` of a
-# delivery id wins, so a redelivered body is recognised across containers. `modal serve`
-# records into a Dict of its own (the containers get its name), never production's.
+# delivery id wins, so a redelivered body is recognised across containers. The Queue indexes
+# them for the sweeper. `modal serve` records into a Dict and Queue of their own (the
+# containers get the name), never production's.
 serving = modal.is_local() and sys.argv[1:2] == ["serve"]
 if serving:
     runtime_env["WEBHOOK_DICT_NAME"] = settings.deliveries_dict_name(serving=True)
 deliveries = modal.Dict.from_name(
     settings.deliveries_dict_name(serving=serving), create_if_missing=True
 )
+index = modal.Queue.from_name(
+    settings.deliveries_index_name(serving=serving), create_if_missing=True
+)
+store = ModalDictStore(deliveries, index)
 
 
 # The worker. Handler failures are retried inside with exponential backoff; `retries`
@@ -95,7 +103,40 @@ deliveries = modal.Dict.from_name(
 async def process(delivery_id: str) -> dict:
     current = Settings.from_env()
     configure_logging(current.redacted_values)
-    return await process_delivery(current, deliveries, delivery_id)
+    call_id = modal.current_function_call_id()
+    return await process_delivery(current, store, delivery_id, call_id)
+
+
+# The sweeper: every minute, the deliveries indexed more than 30 s ago are listed, and those
+# still pending whose `process` call is gone (never spawned, or ended after its retries) are
+# spawned again; dead letters are kept for WEBHOOK_DEAD_RETENTION_DAYS. One at a time.
+async def call_alive(call_id: str) -> bool:
+    """Whether a `process` call is still queued or running (no result yet)."""
+    try:
+        await modal.FunctionCall.from_id(call_id).get.aio(timeout=0)
+    except TimeoutError:
+        return True
+    except Exception:  # it failed after its retries, or its result expired: it has ended
+        return False
+    return False
+
+
+@app.function(
+    env=runtime_env,
+    schedule=modal.Period(minutes=1),
+    max_containers=1,
+    timeout=10 * 60,
+)
+async def sweep() -> dict:
+    current = Settings.from_env()
+    configure_logging(current.redacted_values)
+    report = await sweep_deliveries(
+        store,
+        spawn=process.spawn.aio,
+        call_alive=call_alive,
+        retention_days=current.dead_retention_days,
+    )
+    return dataclasses.asdict(report)
 
 
 # The endpoint. One container answers many deliveries at once (the work per request is a
@@ -119,7 +160,7 @@ web_scaling = {"min_containers": settings.min_containers, "max_containers": 10}
 def web():
     current = Settings.from_env()
     configure_logging(current.redacted_values)
-    return create_modal_app(current, deliveries, spawn=process.spawn.aio)
+    return create_modal_app(current, store, spawn=process.spawn.aio)
 
 
 # The operator's replay in Modal's own idiom (scripts/replay.py --modal does the same against
@@ -129,9 +170,6 @@ def web():
 def replay(failed: bool = False, ids: str = "") -> None:
     import asyncio
 
-    from receiver.stores.modal_dict import ModalDictStore
-
-    store = ModalDictStore(deliveries)
     chosen = [each for each in ids.split(",") if each]
     if failed == bool(chosen):
         raise SystemExit("give --failed or --ids ID1,ID2 (not both)")

@@ -46,7 +46,7 @@ async def post(app, path: str, headers: list[tuple[bytes, bytes]]) -> int:
 
 def ours() -> tuple[float, float, int]:
     started = time.perf_counter()
-    from support.memory_dict import MemoryDict
+    from support.memory_modal import memory_store
 
     import webhook_app
 
@@ -54,7 +54,7 @@ def ours() -> tuple[float, float, int]:
         async def aio(self, delivery_id):
             return type("Call", (), {"object_id": "fc-bench"})()
 
-    webhook_app.deliveries = MemoryDict()
+    webhook_app.store = memory_store()
     webhook_app.process = type("Process", (), {"spawn": Spawn()})()
     app = webhook_app.web.local()
     imported = time.perf_counter()

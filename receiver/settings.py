@@ -184,8 +184,14 @@ class Settings(EnvSettings):
     extra_secret_names: Annotated[tuple[ModalName, ...], NoDecode] = Field(
         (), validation_alias="WEBHOOK_EXTRA_SECRETS"
     )
-    dict_name: ModalName = Field(
+    # At most 52 characters: the names made from it ("-serve-index") stay within Modal's 64.
+    dict_name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,52}$")] = Field(
         "langsmith-webhook-deliveries", validation_alias="WEBHOOK_DICT_NAME"
+    )
+    # Dead letters stay listable and replayable this long (the sweeper keeps them alive:
+    # Modal drops a Dict entry 7 days after its last use), then are removed.
+    dead_retention_days: float = Field(
+        30.0, validation_alias="WEBHOOK_DEAD_RETENTION_DAYS", gt=0, le=3650
     )
     min_containers: int = Field(0, validation_alias="WEBHOOK_MIN_CONTAINERS", ge=0, le=10)
     proxy_auth: bool = Field(False, validation_alias="WEBHOOK_PROXY_AUTH")
@@ -251,6 +257,10 @@ class Settings(EnvSettings):
         """The Dict of deliveries: ``modal serve`` (the dev loop) keeps its own, so that it
         never answers "duplicate" for, or lists with, the deployed app's deliveries."""
         return f"{self.dict_name}-serve" if serving else self.dict_name
+
+    def deliveries_index_name(self, *, serving: bool) -> str:
+        """The ``modal.Queue`` indexing that Dict's deliveries for the sweeper."""
+        return f"{self.deliveries_dict_name(serving=serving)}-index"
 
     def retry_delay(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (1-based): exponential backoff."""

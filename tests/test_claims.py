@@ -8,14 +8,13 @@ import time
 import pytest
 from handlers_for_tests.concurrency import overlaps, starts
 from support.live_server import wait_for
-from support.memory_dict import MemoryDict
+from support.memory_modal import memory_store
 
 from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
 from receiver.dispatch import Dispatcher
 from receiver.registry import load_handlers
 from receiver.runtimes.worker import owner_alive
 from receiver.settings import Settings
-from receiver.stores.modal_dict import ModalDictStore
 from receiver.stores.sqlite import SqliteStore
 from receiver.testing import rule_payload
 
@@ -27,7 +26,7 @@ def store(request, tmp_path):
     if request.param == "sqlite":
         yield SqliteStore(tmp_path / "claims.sqlite3")
     else:
-        yield ModalDictStore(MemoryDict())
+        yield memory_store()
 
 
 def accepted(store, delivery_id: str = "d1", body: bytes = b"{}", handler: str = HANDLER):

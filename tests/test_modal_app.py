@@ -14,23 +14,22 @@ from conftest import HEADER, SECRET, read_calls
 from fastapi import FastAPI
 from modal.app import LocalEntrypoint
 from starlette.testclient import TestClient
-from support.memory_dict import MemoryDict
+from support.memory_modal import memory_store
 from support.payloads import unique_body
 
 import webhook_app
 from receiver.delivery import DeliveryStatus
 from receiver.runtimes.modal import create_modal_app, process_delivery
 from receiver.settings import Settings
-from receiver.stores.modal_dict import ModalDictStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_app_defines_exactly_the_web_and_process_functions():
+def test_the_app_defines_exactly_the_web_process_and_sweep_functions():
     functions = {
         name for name, value in vars(webhook_app).items() if isinstance(value, modal.Function)
     }
-    assert functions == {"web", "process"}
+    assert functions == {"web", "process", "sweep"}
     assert isinstance(webhook_app.app, modal.App)
     assert webhook_app.app.name == "langsmith-webhooks"
 
@@ -42,6 +41,12 @@ def test_only_process_holds_the_langsmith_key():
     assert "'langsmith'" not in web_secrets
     assert "'ls-webhook'" in process_secrets
     assert "'langsmith'" in process_secrets
+
+
+def test_the_sweeper_runs_every_minute_and_holds_no_secret():
+    sweep = webhook_app.sweep.info()
+    assert sweep.schedule == "Period(minutes=1)"
+    assert sweep.secrets == [] and sweep.web_info is None
 
 
 def test_web_is_a_concurrent_web_endpoint_and_process_is_not():
@@ -201,8 +206,8 @@ def test_the_page_templates_are_added_to_the_image_with_the_code():
 
 @pytest.fixture
 def modal_offline(monkeypatch, record_path):
-    """``web.local()`` with the Dict and ``process.spawn`` replaced (they need Modal's servers)."""
-    entries, spawned = MemoryDict(), []
+    """``web.local()`` with the store and ``process.spawn`` replaced (they need Modal's servers)."""
+    store, spawned = memory_store(), []
 
     class FakeCall:
         object_id = "fc-test"
@@ -215,22 +220,22 @@ def modal_offline(monkeypatch, record_path):
     class FakeProcess:
         spawn = FakeSpawn()
 
-    monkeypatch.setattr(webhook_app, "deliveries", entries)
+    monkeypatch.setattr(webhook_app, "store", store)
     monkeypatch.setattr(webhook_app, "process", FakeProcess())
     monkeypatch.setenv("LS_WEBHOOK", SECRET)
     monkeypatch.setenv("WEBHOOK_HANDLERS", "handlers_for_tests.recording")
     monkeypatch.setenv("TEST_RECORD_PATH", str(record_path))
-    return entries, spawned
+    return store, spawned
 
 
 def test_the_web_function_serves_the_factory_app_which_records_and_spawns(
     modal_offline, record_path
 ):
-    entries, spawned = modal_offline
+    store, spawned = modal_offline
     app = webhook_app.web.local()
     assert isinstance(app, FastAPI)
     assert app.openapi()["paths"]["/"]["post"]["requestBody"]
-    reference = create_modal_app(Settings.from_env(), entries, spawn=None)
+    reference = create_modal_app(Settings.from_env(), store, spawn=None)
     assert [r.path for r in app.routes] == [r.path for r in reference.routes]
 
     body = unique_body()
@@ -248,10 +253,11 @@ def test_the_web_function_serves_the_factory_app_which_records_and_spawns(
     }
     assert spawned == [delivery_id]
 
-    result = asyncio.run(process_delivery(Settings.from_env(), entries, delivery_id))
+    result = asyncio.run(process_delivery(Settings.from_env(), store, delivery_id, "fc-1"))
     assert result["status"] == "done"
     assert read_calls(record_path) == [("handlers_for_tests.recording", delivery_id, 1, "ok")]
-    assert asyncio.run(ModalDictStore(entries).get(delivery_id)).status is DeliveryStatus.DONE
+    assert asyncio.run(store.get(delivery_id)).status is DeliveryStatus.DONE
+    assert asyncio.run(store.call_of(delivery_id)) == "fc-1"  # for the sweeper
 
 
 def test_loading_every_shipped_handler_keeps_heavy_imports_out_of_the_web_path():
@@ -270,14 +276,13 @@ def test_a_retried_process_call_takes_over_a_handler_from_the_container_that_die
     """The container running a handler dies; Modal retries ``process``. The dead
     container's claim still stands: the retry waits for it to expire, then runs the handler,
     instead of returning with the handler pending and no call left to run it."""
-    entries, _ = modal_offline
+    store, _ = modal_offline
     with TestClient(webhook_app.web.local()) as client:
         delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
-    store = ModalDictStore(entries)
     handler = "handlers_for_tests.recording"
     asyncio.run(store.start_attempt(delivery_id, handler, "dead-container", time.time() + 0.3))
     settings = Settings.from_env({"WEBHOOK_LEASE_SECONDS": "1"})
-    result = asyncio.run(process_delivery(settings, entries, delivery_id))
+    result = asyncio.run(process_delivery(settings, store, delivery_id))
     assert result["status"] == "done"
     assert read_calls(record_path) == [(handler, delivery_id, 2, "ok")]
 
@@ -286,11 +291,10 @@ def test_replay_is_a_local_entrypoint_that_resets_and_runs_process(modal_offline
     """`modal run webhook_app.py::replay --failed`: the failed handlers are reset in the Dict
     and `process` runs for each delivery (here its body, `.local()`: offline `.remote()`
     needs Modal's servers)."""
-    entries, _ = modal_offline
+    store, _ = modal_offline
     assert isinstance(webhook_app.replay, LocalEntrypoint)
     with TestClient(webhook_app.web.local()) as client:
         delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
-    store = ModalDictStore(entries)
     handler = "handlers_for_tests.recording"
     asyncio.run(store.start_attempt(delivery_id, handler, "earlier", time.time() + 30))
     asyncio.run(store.finish_attempt(delivery_id, handler, "earlier", "boom", final=True))
@@ -299,7 +303,7 @@ def test_replay_is_a_local_entrypoint_that_resets_and_runs_process(modal_offline
     class LocalProcess:
         @staticmethod
         def remote(delivery_id):
-            return asyncio.run(process_delivery(Settings.from_env(), entries, delivery_id))
+            return asyncio.run(process_delivery(Settings.from_env(), store, delivery_id))
 
     webhook_app.process = LocalProcess()  # modal_offline's monkeypatch restores it
     webhook_app.replay.info.raw_f(failed=True)

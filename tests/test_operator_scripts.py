@@ -98,17 +98,15 @@ def load_script(name):
 def deployed_dict(monkeypatch):
     """The deployed app's modal.Dict and process function, replaced by in-memory stand-ins."""
     import modal
-    from support.memory_dict import MemoryDict
+    from support.memory_modal import memory_store
 
     from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
-    from receiver.stores.modal_dict import ModalDictStore
 
-    entries, spawned = MemoryDict(), []
-    store = ModalDictStore(entries)
+    store, spawned = memory_store(), []
 
     async def dead_delivery() -> None:
         await store.accept(
-            DeliveryRecord("dead-1", 1.0, runs=3, handlers={BROKEN: HandlerState()}), b"{}"
+            DeliveryRecord("dead-1", time.time(), runs=3, handlers={BROKEN: HandlerState()}), b"{}"
         )
         await store.start_attempt("dead-1", BROKEN, "test", time.time() + 30)
         await store.finish_attempt("dead-1", BROKEN, "test", "RuntimeError: boom", final=True)
@@ -128,9 +126,14 @@ def deployed_dict(monkeypatch):
 
     def dict_named(name, environment_name=None):
         looked_up.append((name, environment_name))
-        return entries
+        return store.entries
+
+    def queue_named(name, environment_name=None):
+        looked_up.append((name, environment_name))
+        return store.index_queue
 
     monkeypatch.setattr(modal.Dict, "from_name", dict_named)
+    monkeypatch.setattr(modal.Queue, "from_name", queue_named)
     monkeypatch.setattr(modal.Function, "from_name", Process)
     return store, spawned, looked_up
 
@@ -140,13 +143,19 @@ def test_deliveries_with_modal_reads_the_deployed_dict(deployed_dict, capsys):
     assert load_script("deliveries").main(["--modal"]) == 0
     out = capsys.readouterr().out
     assert "dead-1" in out and "dead" in out and "RuntimeError: boom" in out
-    assert looked_up == [("langsmith-webhook-deliveries", None)]
+    assert looked_up == [
+        ("langsmith-webhook-deliveries", None),
+        ("langsmith-webhook-deliveries-index", None),
+    ]
 
 
 def test_deliveries_reads_the_dict_of_an_environment_or_of_the_serve_loop(deployed_dict):
     _, _, looked_up = deployed_dict
     assert load_script("deliveries").main(["--modal", "--env", "staging", "--serve"]) == 0
-    assert looked_up == [("langsmith-webhook-deliveries-serve", "staging")]
+    assert looked_up == [
+        ("langsmith-webhook-deliveries-serve", "staging"),
+        ("langsmith-webhook-deliveries-serve-index", "staging"),
+    ]
 
 
 def test_replay_with_modal_resets_the_failed_handlers_and_spawns_process(deployed_dict, capsys):
@@ -155,6 +164,7 @@ def test_replay_with_modal_resets_the_failed_handlers_and_spawns_process(deploye
     assert spawned == ["dead-1"]
     assert looked_up == [
         ("langsmith-webhook-deliveries", "prod"),
+        ("langsmith-webhook-deliveries-index", "prod"),
         ("langsmith-webhooks", "process", "prod"),
     ]
     assert asyncio.run(store.get("dead-1")).handlers[BROKEN].status.value == "pending"

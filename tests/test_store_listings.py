@@ -3,10 +3,9 @@
 import asyncio
 
 import pytest
-from support.memory_dict import MemoryDict
+from support.memory_modal import memory_store
 
 from receiver.delivery import DeliveryRecord, HandlerState
-from receiver.stores.modal_dict import ModalDictStore
 from receiver.stores.sqlite import SqliteStore
 
 
@@ -17,7 +16,7 @@ def store(request, tmp_path):
         yield store
         store.close()
     else:
-        yield ModalDictStore(MemoryDict())
+        yield memory_store()
 
 
 DELIVERIES = [

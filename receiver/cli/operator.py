@@ -27,8 +27,14 @@ def open_store(
 
     from receiver.stores.modal_dict import ModalDictStore
 
-    name = settings.deliveries_dict_name(serving=serving)
-    return ModalDictStore(modal.Dict.from_name(name, environment_name=environment))
+    return ModalDictStore(
+        modal.Dict.from_name(
+            settings.deliveries_dict_name(serving=serving), environment_name=environment
+        ),
+        modal.Queue.from_name(
+            settings.deliveries_index_name(serving=serving), environment_name=environment
+        ),
+    )
 
 
 def add_modal_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,36 +1,61 @@
-"""The Modal delivery store: deliveries and handler states in a ``modal.Dict``.
+"""The Modal delivery store: deliveries in a ``modal.Dict``, an index of them in a ``modal.Queue``.
 
-Keys: ``delivery:{id}`` (metadata, written once with ``skip_if_exists``: the first writer
-wins, so a redelivery is recognised across containers), ``body:{id}`` (raw body) and
-``handler:{id}:{name}`` (one handler's state; absent means pending) and
-``claim:{id}:{name}:{attempt}`` (who runs that attempt, until when). Modal drops Dict
-entries after 7 days without reads or writes.
+Dict keys:
+
+- ``delivery:{id}``: the whole delivery in one value (what the listing shows, the handler
+  names and the raw body), written once with ``skip_if_exists``: the first writer wins, so
+  a redelivery is recognised across containers by one ``contains``.
+- ``handler:{id}:{name}``: one handler's state (absent means pending);
+  ``claim:{id}:{name}:{attempt}``: who runs that attempt, until when;
+  ``call:{id}``: the ``process`` call in charge of the delivery.
+- ``listed:{id}``, ``list:hours`` and ``list:{hour}:{chunk}``: the listing, newest first,
+  written by the sweeper alone; ``dead``: the dead letters, kept until the retention ends;
+  ``sweep:cursor``, ``sweep:touched``: how far the sweeper got.
+
+The index is the list of deliveries the sweeper still has to look at: each accepted
+delivery is put into the partition of its 10-second bucket *before* its record is written,
+so no recorded delivery is missing from it. The sweeper (``receiver.runtimes.sweeper``)
+drains the buckets past a grace period, lists what it finds, resumes what is stuck, and
+puts what is still pending into a later bucket.
 
 The Dict has no transactions; its one atomic step is ``put(..., skip_if_exists=True)``. So
 an attempt is claimed by creating its claim key: of two processes claiming attempt 3, one
 creates ``claim:...:3`` and runs it, the other finds it taken. A claim whose owner died
 expires, and the next process claims the attempt after it.
 
-Nothing here imports ``modal``: the Dict is passed in, and any object with the Dict's async
-``get``/``put``/``pop``/``keys`` (``.aio``) methods will do, which is how it is tested offline.
+Nothing here imports ``modal``: the Dict and the Queue are passed in, and any objects with
+their async (``.aio``) methods will do, which is how it is tested offline.
 
-    store = ModalDictStore(modal.Dict.from_name("langsmith-webhook-deliveries"))
+    store = ModalDictStore(modal.Dict.from_name(name), modal.Queue.from_name(name + "-index"))
     new = await store.accept(record, body)
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, Protocol
 
-from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
+from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
 from receiver.stores import Body, StoreError
 
-# A recorded delivery whose spawn is not confirmed after this long is spawned again by its
-# next redelivery (the first spawn failed and the record could not be removed).
-SPAWN_GRACE_SECONDS = 30.0
 MAX_CLAIM_TRIES = 16  # expired claims skipped in a row before giving up (a crash loop)
+BUCKET_SECONDS = 10  # one index partition per 10 s: at most 5,000 items each (Modal's cap)
+UNSWEPT_BUCKETS = 60  # how far back a listing looks into buckets the sweeper has not drained
+RECHECK_SECONDS = 120.0  # the sweeper looks at a pending delivery again after this long
+AHEAD_BUCKETS = int(RECHECK_SECONDS // BUCKET_SECONDS) + 1  # where re-queued ones may be
+LISTING_CHUNK = 1_000  # listing entries per Dict value
+PARALLEL_READS = 32  # Dict reads in flight at once when a listing fills a page
+
+
+def bucket_of(moment: float) -> int:
+    """The index bucket of a moment (epoch seconds)."""
+    return int(moment // BUCKET_SECONDS)
+
+
+def _partition(bucket: int) -> str:
+    return f"b{bucket}"
 
 
 def _claim_key(delivery_id: str, handler: str, attempt: int) -> str:
@@ -38,7 +63,7 @@ def _claim_key(delivery_id: str, handler: str, attempt: int) -> str:
 
 
 class AioMethod(Protocol):
-    """A ``modal.Dict`` method: ``method.aio(...)`` is its async form."""
+    """A Modal object's method: ``method.aio(...)`` is its async form."""
 
     def aio(self, *args: Any, **kwargs: Any) -> Any: ...
 
@@ -49,77 +74,106 @@ class DictLike(Protocol):
     get: AioMethod
     put: AioMethod
     pop: AioMethod
-    keys: AioMethod
+    contains: AioMethod
+
+
+class QueueLike(Protocol):
+    """The part of ``modal.Queue``'s API the store uses (through ``.aio``)."""
+
+    put: AioMethod
+    iterate: AioMethod
+    clear: AioMethod
+
+
+def summary_of(record: DeliveryRecord) -> dict:
+    """What the index and the listing keep of a delivery: everything but the body and the
+    handler states (those change; they are read from their own keys)."""
+    return {
+        "id": record.id,
+        "received_at": record.received_at,
+        "source": record.source,
+        "subject": record.subject,
+        "runs": record.runs,
+        "routes": list(record.routes),
+        "handlers": list(record.handlers),
+    }
 
 
 class ModalDictStore:
-    """A :class:`~receiver.stores.DeliveryStore` over a ``modal.Dict``."""
+    """A :class:`~receiver.stores.DeliveryStore` over a ``modal.Dict`` and a ``modal.Queue``."""
 
-    def __init__(self, entries: DictLike) -> None:
+    def __init__(self, entries: DictLike, index: QueueLike) -> None:
         self.entries = entries
+        self.index_queue = index
 
     async def _call(self, pending: Awaitable[Any]) -> Any:
         try:
             return await pending
         except Exception as exc:  # the Modal client raises several unrelated error types
-            raise StoreError(f"modal.Dict: {type(exc).__name__}: {exc}") from exc
+            raise StoreError(f"modal: {type(exc).__name__}: {exc}") from exc
+
+    # -- the acknowledgement: index, then record ------------------------------------------
 
     async def accept(self, record: DeliveryRecord, body: Body) -> bool:
-        await self._call(self.entries.put.aio(f"body:{record.id}", bytes(body)))
-        meta = {
-            "received_at": record.received_at,
-            "source": record.source,
-            "subject": record.subject,
-            "runs": record.runs,
-            "routes": list(record.routes),
-            "handlers": list(record.handlers),
-            "call_id": None,
-        }
-        return await self._call(
-            self.entries.put.aio(f"delivery:{record.id}", meta, skip_if_exists=True)
-        )
+        """Index the delivery, then record it; False if it was recorded before. (The web
+        function does the same in two round trips: see ``ModalIntake``.)"""
+        await self.index(summary_of(record))
+        return await self.record(record, body)
+
+    async def seen(self, delivery_id: str) -> bool:
+        """Whether a delivery with this id is recorded (one ``contains``, no download)."""
+        return await self._call(self.entries.contains.aio(f"delivery:{delivery_id}"))
+
+    async def index(self, summary: dict, moment: float | None = None) -> None:
+        """Put a delivery in the index bucket of ``moment`` (default: now) for the sweeper."""
+        bucket = bucket_of(time.time() if moment is None else moment)
+        await self._call(self.index_queue.put.aio(summary, partition=_partition(bucket)))
+
+    async def record(self, record: DeliveryRecord, body: Body) -> bool:
+        """Write the delivery's one value; False if the id was recorded before."""
+        value = {**summary_of(record), "body": bytes(body)}
+        key = f"delivery:{record.id}"
+        return await self._call(self.entries.put.aio(key, value, skip_if_exists=True))
 
     async def check(self) -> None:
         """Raise :class:`StoreError` unless the Dict takes a write (``/healthz``)."""
         await self._call(self.entries.put.aio("healthz", time.time()))
 
-    async def forget(self, delivery_id: str) -> None:
-        """Remove a delivery whose spawn failed, so that LangSmith's retry is accepted afresh."""
-        await self._call(self.entries.pop.aio(f"delivery:{delivery_id}", None))
-
-    async def mark_spawned(self, delivery_id: str, call_id: str) -> None:
-        """Record the ``process`` call that owns the delivery."""
-        meta = await self._meta(delivery_id)
-        await self._call(
-            self.entries.put.aio(f"delivery:{delivery_id}", {**meta, "call_id": call_id})
-        )
-
-    async def spawn_state(self, delivery_id: str) -> str:
-        """``"spawned"``, ``"in_flight"`` (being recorded right now) or ``"orphaned"``."""
-        meta = await self._meta(delivery_id)
-        if meta.get("call_id"):
-            return "spawned"
-        age = time.time() - meta["received_at"]
-        return "in_flight" if age < SPAWN_GRACE_SECONDS else "orphaned"
+    # -- one delivery -----------------------------------------------------------------------
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
-        meta = await self._call(self.entries.get.aio(f"delivery:{delivery_id}"))
-        if meta is None:
-            return None
-        record = DeliveryRecord(
-            delivery_id,
-            meta["received_at"],
-            meta.get("source", "rule"),
-            meta.get("subject", meta.get("rule_id", "")),  # written before sources existed
-            meta["runs"],
-            tuple(meta.get("routes", ())),
-        )
-        for name in meta["handlers"]:
-            record.handlers[name] = await self._state(delivery_id, name)
-        return record
+        value = await self._call(self.entries.get.aio(f"delivery:{delivery_id}"))
+        return None if value is None else await self.with_states(value)
 
     async def body(self, delivery_id: str) -> bytes:
-        return await self._require(f"body:{delivery_id}")
+        value = await self._call(self.entries.get.aio(f"delivery:{delivery_id}"))
+        if value is None:
+            raise StoreError(f"no delivery {delivery_id} in the modal.Dict")
+        return value["body"]
+
+    async def with_states(self, summary: dict) -> DeliveryRecord:
+        """The record of a summary, with its handlers' current states (read in parallel)."""
+        delivery_id = summary["id"]
+        names = summary["handlers"]
+        states = await asyncio.gather(*(self._state(delivery_id, name) for name in names))
+        return DeliveryRecord(
+            delivery_id,
+            summary["received_at"],
+            summary["source"],
+            summary["subject"],
+            summary["runs"],
+            tuple(summary["routes"]),
+            dict(zip(names, states, strict=True)),
+        )
+
+    async def record_call(self, delivery_id: str, call_id: str) -> None:
+        """Note the ``process`` call now in charge of the delivery (for the sweeper)."""
+        await self._call(self.entries.put.aio(f"call:{delivery_id}", call_id))
+
+    async def call_of(self, delivery_id: str) -> str | None:
+        return await self._call(self.entries.get.aio(f"call:{delivery_id}"))
+
+    # -- claims -----------------------------------------------------------------------------
 
     async def start_attempt(
         self, delivery_id: str, handler: str, owner: str, until: float
@@ -196,56 +250,164 @@ class ModalDictStore:
             return None  # claimed after ours expired; its owner has not counted it yet
         return attempt
 
+    # -- listings: O(page) Dict calls ----------------------------------------------------------
+
     async def recent(
         self, limit: int = 20, *, source: str | None = None, route: str | None = None
     ) -> list[DeliveryRecord]:
-        records = [
-            record
-            for record in await self._records()
-            if source in (None, record.source) and (route is None or route in record.routes)
-        ]
-        records.sort(key=lambda record: record.received_at, reverse=True)
-        return records[:limit]
+        """Newest first: the buckets the sweeper has not drained yet, then the listing's
+        hours, newest first, read only as far as the page needs."""
+
+        def wanted(summary: dict) -> bool:
+            return source in (None, summary["source"]) and (
+                route is None or route in summary["routes"]
+            )
+
+        chosen: dict[str, dict] = {}
+        unswept = await self.unswept(ahead=False)
+        for summary in sorted(unswept, key=lambda each: each["received_at"], reverse=True):
+            if len(chosen) < limit and wanted(summary):
+                chosen.setdefault(summary["id"], summary)
+        if len(chosen) < limit:
+            hours = await self._call(self.entries.get.aio("list:hours")) or {}
+            for hour in sorted(hours, reverse=True):
+                for chunk in range(hours[hour] - 1, -1, -1):
+                    entries = await self._call(self.entries.get.aio(f"list:{hour}:{chunk}"))
+                    for summary in sorted(
+                        entries or (), key=lambda each: each["received_at"], reverse=True
+                    ):
+                        if len(chosen) < limit and wanted(summary):
+                            chosen.setdefault(summary["id"], summary)
+                    if len(chosen) >= limit:
+                        break
+                if len(chosen) >= limit:
+                    break
+        records = await self.with_states_all(chosen.values())
+        return sorted(records, key=lambda record: record.received_at, reverse=True)
 
     async def unfinished(self) -> list[str]:
-        return await self._ids_by_status("pending")
+        """Pending deliveries: every one is in a bucket the sweeper has not drained (new, or
+        re-queued ahead because it was pending when last seen)."""
+        records = await self.with_states_all(await self.unswept(ahead=True))
+        return _ids_with(records, DeliveryStatus.PENDING)
 
     async def dead(self) -> list[str]:
-        return await self._ids_by_status("dead")
+        """Dead letters: those the sweeper keeps, and those it has not seen yet."""
+        kept = await self.dead_letters()
+        summaries = [*kept.values(), *await self.unswept(ahead=True)]
+        return _ids_with(await self.with_states_all(summaries), DeliveryStatus.DEAD)
 
     async def reset_failed(self, delivery_id: str) -> list[str]:
-        record = await self.get(delivery_id)
-        failed = [
-            name
-            for name, state in (record.handlers.items() if record else ())
-            if state.status is HandlerStatus.FAILED
-        ]
+        """Make the failed handlers pending again, and index the delivery again so that the
+        sweeper follows it to its end (and takes it off the dead letters if it succeeds)."""
+        value = await self._call(self.entries.get.aio(f"delivery:{delivery_id}"))
+        if value is None:
+            return []
+        record = await self.with_states(value)
+        failed = [n for n, s in record.handlers.items() if s.status is HandlerStatus.FAILED]
         for name in failed:
             await self._put_state(delivery_id, name, HandlerState())
+        if failed:
+            await self.index(summary_of(record))
         return failed
 
-    async def _meta(self, delivery_id: str) -> dict:
-        return await self._require(f"delivery:{delivery_id}")
+    async def with_states_all(self, summaries: Iterable[dict]) -> list[DeliveryRecord]:
+        """Records of many summaries (one per id), at most ``PARALLEL_READS`` reads at once."""
+        gate = asyncio.Semaphore(PARALLEL_READS)
 
-    async def _require(self, key: str) -> Any:
-        value = await self._call(self.entries.get.aio(key))
-        if value is None:
-            raise StoreError(f"no {key} in the modal.Dict")
-        return value
+        async def one(summary: dict) -> DeliveryRecord:
+            async with gate:
+                return await self.with_states(summary)
 
-    async def _records(self) -> list[DeliveryRecord]:
-        async def all_keys() -> list[Any]:
-            keys: AsyncIterator[Any] = self.entries.keys.aio()
-            return [key async for key in keys]
+        unique = {summary["id"]: summary for summary in summaries}
+        return list(await asyncio.gather(*(one(summary) for summary in unique.values())))
 
-        keys = await self._call(all_keys())
-        ids = [key.removeprefix("delivery:") for key in keys if key.startswith("delivery:")]
-        records = [await self.get(delivery_id) for delivery_id in ids]
-        return [record for record in records if record is not None]
+    async def unswept(self, *, ahead: bool) -> list[dict]:
+        """The summaries in buckets the sweeper has not drained: from its cursor (at most
+        ``UNSWEPT_BUCKETS`` back) to now, or with ``ahead`` to the furthest re-queue bucket."""
+        now = bucket_of(time.time())
+        cursor = await self.cursor()
+        first = max(now - UNSWEPT_BUCKETS, cursor if cursor is not None else 0)
+        last = now + AHEAD_BUCKETS if ahead else now
+        buckets = await asyncio.gather(*(self.bucket(b) for b in range(first, last + 1)))
+        return [summary for bucket in buckets for summary in bucket]
 
-    async def _ids_by_status(self, status: str) -> list[str]:
-        chosen = [r for r in await self._records() if r.status.value == status]
-        return [r.id for r in sorted(chosen, key=lambda r: r.received_at)]
+    # -- what the sweeper reads and writes --------------------------------------------------
+
+    async def bucket(self, bucket: int) -> list[dict]:
+        """The summaries in one index bucket, without removing them."""
+
+        async def read() -> list[dict]:
+            items: AsyncIterator[dict] = self.index_queue.iterate.aio(partition=_partition(bucket))
+            return [item async for item in items]
+
+        return await self._call(read())
+
+    async def clear_bucket(self, bucket: int) -> None:
+        await self._call(self.index_queue.clear.aio(partition=_partition(bucket)))
+
+    async def cursor(self) -> int | None:
+        """The first bucket the sweeper has not drained (None before its first run)."""
+        return await self._call(self.entries.get.aio("sweep:cursor"))
+
+    async def set_cursor(self, bucket: int) -> None:
+        await self._call(self.entries.put.aio("sweep:cursor", bucket))
+
+    async def first_listing(self, delivery_id: str) -> bool:
+        """True once per delivery: whether it still has to be added to the listing."""
+        return await self._call(
+            self.entries.put.aio(f"listed:{delivery_id}", True, skip_if_exists=True)
+        )
+
+    async def add_to_listing(self, summaries: list[dict]) -> None:
+        """Append to the listing, in chunks per hour of arrival (the sweeper is the only
+        writer: a Dict value has no atomic append)."""
+        if not summaries:
+            return
+        hours = await self._call(self.entries.get.aio("list:hours")) or {}
+        by_hour: dict[int, list[dict]] = {}
+        for summary in summaries:
+            by_hour.setdefault(int(summary["received_at"] // 3600), []).append(summary)
+        for hour, added in by_hour.items():
+            chunk = max(hours.get(hour, 1) - 1, 0)
+            entries = await self._call(self.entries.get.aio(f"list:{hour}:{chunk}")) or []
+            for summary in added:
+                if len(entries) >= LISTING_CHUNK:
+                    await self._call(self.entries.put.aio(f"list:{hour}:{chunk}", entries))
+                    chunk, entries = chunk + 1, []
+                entries.append(summary)
+            await self._call(self.entries.put.aio(f"list:{hour}:{chunk}", entries))
+            hours[hour] = chunk + 1
+        await self._call(self.entries.put.aio("list:hours", hours))
+
+    async def dead_letters(self) -> dict[str, dict]:
+        """The dead letters the sweeper keeps: id → summary with ``died_at``."""
+        return await self._call(self.entries.get.aio("dead")) or {}
+
+    async def set_dead_letters(self, letters: dict[str, dict]) -> None:
+        await self._call(self.entries.put.aio("dead", letters))
+
+    async def touched(self) -> float:
+        return await self._call(self.entries.get.aio("sweep:touched")) or 0.0
+
+    async def set_touched(self, moment: float) -> None:
+        await self._call(self.entries.put.aio("sweep:touched", moment))
+
+    async def touch(self, summary: dict) -> None:
+        """Read every key of a delivery: Modal keeps a Dict entry 7 days after its last use."""
+        delivery_id = summary["id"]
+        keys = [f"delivery:{delivery_id}", *(f"handler:{delivery_id}:{n}" for n in summary["handlers"])]
+        await asyncio.gather(*(self._call(self.entries.get.aio(key)) for key in keys))
+
+    async def purge(self, summary: dict) -> None:
+        """Remove a delivery whose retention ended."""
+        delivery_id = summary["id"]
+        keys = [
+            f"delivery:{delivery_id}",
+            f"call:{delivery_id}",
+            *(f"handler:{delivery_id}:{n}" for n in summary["handlers"]),
+        ]
+        await asyncio.gather(*(self._call(self.entries.pop.aio(key, None)) for key in keys))
 
     async def _state(self, delivery_id: str, handler: str) -> HandlerState:
         state = await self._call(self.entries.get.aio(f"handler:{delivery_id}:{handler}"))
@@ -260,3 +422,8 @@ class ModalDictStore:
             "last_error": state.last_error,
         }
         await self._call(self.entries.put.aio(f"handler:{delivery_id}:{handler}", value))
+
+
+def _ids_with(records: list[DeliveryRecord], status: DeliveryStatus) -> list[str]:
+    chosen = sorted((r for r in records if r.status is status), key=lambda r: r.received_at)
+    return [record.id for record in chosen]
