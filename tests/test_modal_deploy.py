@@ -34,8 +34,9 @@ def deploy(**env: str) -> dict:
 def test_the_deploy_creates_the_web_and_process_functions_as_declared():
     deployed = deploy()
     assert deployed["published"]["name"] == "langsmith-webhooks"
-    assert set(deployed["published"]["function_ids"]) == {"web", "process"}
+    assert set(deployed["published"]["function_ids"]) == {"web", "process", "sweep"}
     web, process = deployed["functions"]["web"], deployed["functions"]["process"]
+    sweep = deployed["functions"]["sweep"]
 
     assert web["webhook_config"]["type"] == "WEBHOOK_TYPE_ASGI_APP"
     assert not web["webhook_config"].get("requires_proxy_auth")
@@ -51,10 +52,15 @@ def test_the_deploy_creates_the_web_and_process_functions_as_declared():
     assert process["retry_policy"]["retries"] == 3
     assert process["autoscaler_settings"] == {"max_containers": 20}
 
+    assert sweep["schedule"] == {"period": {"minutes": 1}}
+    assert sweep["autoscaler_settings"] == {"max_containers": 1}  # one sweeper at a time
+    assert "webhook_config" not in sweep
+
     secrets = {s["name"]: s for s in deployed["secrets"]}
     assert secrets["ls-webhook"]["required_keys"] == ["LS_WEBHOOK"]
     assert secrets["langsmith"]["required_keys"] == ["LANGSMITH_API_KEY"]
     assert len(web["secret_ids"]) == 1 and len(process["secret_ids"]) == 2  # no key on web
+    assert not sweep.get("secret_ids")  # it reads the Dict and spawns: no secret, no key
 
     uv_step = [command for image in deployed["images"] for command in image if "uv sync" in command]
     assert uv_step and "--frozen" in uv_step[0] and "--compile-bytecode" in uv_step[0]

@@ -38,7 +38,7 @@ def receiver(faults: Faults, **options):
 
 def test_a_new_delivery_takes_two_round_trips_and_a_duplicate_one():
     faults = Faults(latency=LATENCY)
-    app, store, spawner = receiver(faults)
+    app, _, spawner = receiver(faults)
     body = unique_body()
     post(app, unique_body())  # warm: the first request pays for imports and the app start
     faults.calls.clear()
@@ -70,9 +70,8 @@ def test_a_new_delivery_takes_two_round_trips_and_a_duplicate_one():
 def test_a_failure_before_the_record_is_known_to_be_indexed_and_written_is_503(method, when, key):
     faults = Faults()
     faults.fail(method, when=when, key=key)
-    app, store, _ = receiver(faults)
-    body = unique_body()
-    response, _ = post(app, body)
+    app = receiver(faults)[0]
+    response, _ = post(app, unique_body())
     assert response.status_code == 503
     assert response.json() == {"error": "the delivery could not be recorded; retry later"}
 

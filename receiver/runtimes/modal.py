@@ -15,6 +15,7 @@ module is tested offline with objects that have the Dict's and Queue's async met
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,7 +28,7 @@ from receiver.edge import create_app
 from receiver.routes import load_routes
 from receiver.settings import Settings
 from receiver.sources import SOURCES
-from receiver.stores import Body
+from receiver.stores import Body, StoreError
 from receiver.stores.modal_dict import ModalDictStore, summary_of
 
 Spawn = Callable[[str], Awaitable[Any]]
@@ -45,11 +46,15 @@ class ModalIntake:
     The index entry comes first, so every recorded delivery is in it and the sweeper
     finishes what a failed spawn, a dying container or a cut-off answer left. A spawn that
     fails is therefore not an error: the delivery is durable, the sweeper spawns it.
+
+    The spawned call's id is noted after the answer, for the sweeper (a call still queued
+    is alive); if that note is lost, the call notes itself when it starts.
     """
 
     def __init__(self, store: ModalDictStore, spawn: Spawn) -> None:
         self.store = store
         self.spawn = spawn
+        self._notes: set[asyncio.Task] = set()
 
     async def accept(self, record: DeliveryRecord, body: Body, deadline: float) -> bool:
         async with asyncio.timeout_at(deadline):
@@ -72,7 +77,15 @@ class ModalIntake:
                 record.id,
                 describe_error(spawned),
             )
+        else:
+            note = asyncio.create_task(self._note_call(record.id, spawned.object_id))
+            self._notes.add(note)
+            note.add_done_callback(self._notes.discard)
         return new
+
+    async def _note_call(self, delivery_id: str, call_id: str) -> None:
+        with contextlib.suppress(StoreError):
+            await self.store.record_call(delivery_id, call_id)
 
     async def status(self, delivery_id: str) -> DeliveryRecord | None:
         return await self.store.get(delivery_id)

@@ -14,15 +14,14 @@ a schedule, finds each one there once the grace period is over, and:
 Once a day it reads the dead letters' keys (Modal drops a Dict entry 7 days after its last
 use) and removes those older than the retention.
 
-A bucket is cleared only after everything in it was handled, and the cursor moves after the
-clear: a sweeper that dies midway does the bucket again (each step is idempotent).
+Buckets are cleared only after everything in them was handled, and the cursor moves after
+the clear: a sweeper that dies midway does them again (each step is idempotent).
 
     report = await sweep(store, spawn=process.spawn.aio, call_alive=alive, settings=settings)
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -30,13 +29,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from receiver.delivery import DeliveryStatus
-from receiver.stores.modal_dict import PARALLEL_READS, RECHECK_SECONDS, ModalDictStore, bucket_of
+from receiver.stores.modal_dict import (
+    RECHECK_SECONDS,
+    ModalDictStore,
+    bucket_of,
+    gather_bounded,
+)
 
 log = logging.getLogger("receiver.sweeper")
 
 GRACE_SECONDS = 30.0  # younger deliveries are still being recorded and spawned by the web path
 FIRST_LOOK_BACK_SECONDS = 3600.0  # the first run starts an hour back (the app's first hour)
-MAX_BUCKETS_PER_RUN = 2_000  # a sweeper that was down catches up over several runs
+MAX_BUCKETS_PER_RUN = 360  # an hour: a sweeper that was down catches up over several runs
 TOUCH_EVERY_SECONDS = 24 * 3600.0
 
 Spawn = Callable[[str], Awaitable[Any]]
@@ -70,25 +74,28 @@ async def sweep(
     due = bucket_of(now - GRACE_SECONDS)
     cursor = await store.cursor()
     start = bucket_of(now - FIRST_LOOK_BACK_SECONDS) if cursor is None else cursor
+    buckets = range(start, min(due, start + MAX_BUCKETS_PER_RUN))
+    summaries: dict[str, dict] = {}
+    for found in await gather_bounded(store.bucket(bucket) for bucket in buckets):
+        summaries.update((summary["id"], summary) for summary in found)
     letters = await store.dead_letters()
     before = dict(letters)
-    for bucket in range(start, min(due, start + MAX_BUCKETS_PER_RUN)):
-        summaries = {summary["id"]: summary for summary in await store.bucket(bucket)}
-        gate = asyncio.Semaphore(PARALLEL_READS)
-
-        async def visit(summary: dict) -> dict | None:
-            async with gate:
-                return await _visit(store, summary, spawn, call_alive, letters, report, now)
-
-        fresh = await asyncio.gather(*(visit(summary) for summary in summaries.values()))
-        await store.add_to_listing([summary for summary in fresh if summary is not None])
-        if letters != before:
-            await store.set_dead_letters(letters)
-            before = dict(letters)
-        await store.clear_bucket(bucket)
-        await store.set_cursor(bucket + 1)
-        report.buckets += 1
-        report.seen += len(summaries)
+    visits = (
+        _visit(store, summary, spawn, call_alive, letters, report, now)
+        for summary in summaries.values()
+    )
+    fresh = [summary for summary in await gather_bounded(visits) if summary is not None]
+    # The listing, then the marks that say so: a sweeper dying in between lists a delivery
+    # twice (listings show an id once), never not at all.
+    await store.add_to_listing(fresh)
+    await gather_bounded(store.mark_listed(summary["id"]) for summary in fresh)
+    report.listed = len(fresh)
+    if letters != before:
+        await store.set_dead_letters(letters)
+    await gather_bounded(store.clear_bucket(bucket) for bucket in buckets)
+    if buckets:
+        await store.set_cursor(buckets[-1] + 1)
+    report.buckets, report.seen = len(buckets), len(summaries)
     if now - await store.touched() >= TOUCH_EVERY_SECONDS:
         report.purged = await _keep_dead_letters(store, letters, retention_days, now)
         await store.set_touched(now)
@@ -118,9 +125,7 @@ async def _visit(
     if not await store.seen(delivery_id):
         return None  # indexed, then never recorded: the sender was answered 503 and retries
     record = await store.with_states(summary)
-    fresh = summary if await store.first_listing(delivery_id) else None
-    if fresh:
-        report.listed += 1
+    fresh = None if await store.is_listed(delivery_id) else summary
     status = record.status
     if status is DeliveryStatus.DEAD and delivery_id not in letters:
         letters[delivery_id] = {**summary, "died_at": now}

@@ -35,10 +35,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
 from receiver.stores import Body, StoreError
+
+T = TypeVar("T")
 
 MAX_CLAIM_TRIES = 16  # expired claims skipped in a row before giving up (a crash loop)
 BUCKET_SECONDS = 10  # one index partition per 10 s: at most 5,000 items each (Modal's cap)
@@ -46,7 +48,7 @@ UNSWEPT_BUCKETS = 60  # how far back a listing looks into buckets the sweeper ha
 RECHECK_SECONDS = 120.0  # the sweeper looks at a pending delivery again after this long
 AHEAD_BUCKETS = int(RECHECK_SECONDS // BUCKET_SECONDS) + 1  # where re-queued ones may be
 LISTING_CHUNK = 1_000  # listing entries per Dict value
-PARALLEL_READS = 32  # Dict reads in flight at once when a listing fills a page
+PARALLEL_CALLS = 32  # Modal calls in flight at once for many deliveries
 
 
 def bucket_of(moment: float) -> int:
@@ -307,20 +309,15 @@ class ModalDictStore:
         failed = [n for n, s in record.handlers.items() if s.status is HandlerStatus.FAILED]
         for name in failed:
             await self._put_state(delivery_id, name, HandlerState())
-        if failed:
-            await self.index(summary_of(record))
+        if failed:  # into a bucket the sweeper has yet to drain, whatever this clock says
+            cursor = await self.cursor() or 0
+            await self.index(summary_of(record), max(time.time(), cursor * BUCKET_SECONDS))
         return failed
 
     async def with_states_all(self, summaries: Iterable[dict]) -> list[DeliveryRecord]:
-        """Records of many summaries (one per id), at most ``PARALLEL_READS`` reads at once."""
-        gate = asyncio.Semaphore(PARALLEL_READS)
-
-        async def one(summary: dict) -> DeliveryRecord:
-            async with gate:
-                return await self.with_states(summary)
-
+        """Records of many summaries (one per id), read in parallel."""
         unique = {summary["id"]: summary for summary in summaries}
-        return list(await asyncio.gather(*(one(summary) for summary in unique.values())))
+        return await gather_bounded(self.with_states(summary) for summary in unique.values())
 
     async def unswept(self, *, ahead: bool) -> list[dict]:
         """The summaries in buckets the sweeper has not drained: from its cursor (at most
@@ -353,11 +350,11 @@ class ModalDictStore:
     async def set_cursor(self, bucket: int) -> None:
         await self._call(self.entries.put.aio("sweep:cursor", bucket))
 
-    async def first_listing(self, delivery_id: str) -> bool:
-        """True once per delivery: whether it still has to be added to the listing."""
-        return await self._call(
-            self.entries.put.aio(f"listed:{delivery_id}", True, skip_if_exists=True)
-        )
+    async def is_listed(self, delivery_id: str) -> bool:
+        return await self._call(self.entries.contains.aio(f"listed:{delivery_id}"))
+
+    async def mark_listed(self, delivery_id: str) -> None:
+        await self._call(self.entries.put.aio(f"listed:{delivery_id}", True))
 
     async def add_to_listing(self, summaries: list[dict]) -> None:
         """Append to the listing, in chunks per hour of arrival (the sweeper is the only
@@ -395,19 +392,11 @@ class ModalDictStore:
 
     async def touch(self, summary: dict) -> None:
         """Read every key of a delivery: Modal keeps a Dict entry 7 days after its last use."""
-        delivery_id = summary["id"]
-        keys = [f"delivery:{delivery_id}", *(f"handler:{delivery_id}:{n}" for n in summary["handlers"])]
-        await asyncio.gather(*(self._call(self.entries.get.aio(key)) for key in keys))
+        await gather_bounded(self._call(self.entries.get.aio(key)) for key in _keys(summary))
 
     async def purge(self, summary: dict) -> None:
         """Remove a delivery whose retention ended."""
-        delivery_id = summary["id"]
-        keys = [
-            f"delivery:{delivery_id}",
-            f"call:{delivery_id}",
-            *(f"handler:{delivery_id}:{n}" for n in summary["handlers"]),
-        ]
-        await asyncio.gather(*(self._call(self.entries.pop.aio(key, None)) for key in keys))
+        await gather_bounded(self._call(self.entries.pop.aio(k, None)) for k in _keys(summary))
 
     async def _state(self, delivery_id: str, handler: str) -> HandlerState:
         state = await self._call(self.entries.get.aio(f"handler:{delivery_id}:{handler}"))
@@ -422,6 +411,24 @@ class ModalDictStore:
             "last_error": state.last_error,
         }
         await self._call(self.entries.put.aio(f"handler:{delivery_id}:{handler}", value))
+
+
+async def gather_bounded(calls: Iterable[Awaitable[T]]) -> list[T]:
+    """Await ``calls`` with at most ``PARALLEL_CALLS`` in flight; results in order."""
+    gate = asyncio.Semaphore(PARALLEL_CALLS)
+
+    async def one(call: Awaitable[T]) -> T:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*map(one, calls)))
+
+
+def _keys(summary: dict) -> list[str]:
+    """A delivery's own keys (claims expire on their own; ``listed:`` is tiny)."""
+    delivery_id = summary["id"]
+    handlers = (f"handler:{delivery_id}:{name}" for name in summary["handlers"])
+    return [f"delivery:{delivery_id}", f"call:{delivery_id}", *handlers]
 
 
 def _ids_with(records: list[DeliveryRecord], status: DeliveryStatus) -> list[str]:

@@ -16,10 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+PARTITION_ITEMS = 5_000  # Modal's cap per Queue partition
 
 
 @dataclass
@@ -78,7 +81,7 @@ class _Method:
         return self.function(*args, **kwargs)
 
     def aio(self, *args: Any, **kwargs: Any) -> Any:
-        """A coroutine, or for ``iterate`` an async iterator (Modal's generators are not awaited)."""
+        """A coroutine, or for ``iterate`` an async iterator (as Modal's generators)."""
         key = kwargs.get("partition", args[0] if args else "")
         method = f"{self.owner.prefix}{self.name}"
         if self.name == "iterate":
@@ -145,7 +148,10 @@ class MemoryQueue(_Fake):
 
     def put(self, value: Any, *, partition: str, partition_ttl: int = 86400) -> None:
         with self._lock:
-            self.partitions.setdefault(partition, []).append(copy.deepcopy(value))
+            items = self.partitions.setdefault(partition, [])
+            if len(items) >= PARTITION_ITEMS:
+                raise queue.Full(f"partition {partition} holds {PARTITION_ITEMS} items")
+            items.append(copy.deepcopy(value))
 
     def iterate(self, *, partition: str) -> list[Any]:
         with self._lock:
