@@ -146,6 +146,13 @@ async def sweep() -> dict:
 # requests without the workspace's Modal-Key/Modal-Secret headers before any container
 # starts (connect_langsmith.py puts them on the rule's webhook).
 web_scaling = {"min_containers": settings.min_containers, "max_containers": 10}
+# Body size policy: a body of up to WEBHOOK_MAX_BODY_BYTES (25 MiB) is held once while it is
+# read, hashed and written to the Dict; one over 1 MiB is parsed in the container's parser
+# process, one at a time (about 10x a body of small runs, freed after). 1 GiB covers a
+# handful of the largest bodies at once beside the small ones; Modal gives a container more
+# than it requested while the host has it, and one that runs out of memory fails its
+# requests with a 5xx, which LangSmith retries. A body the Dict refuses is answered 413.
+web_resources = {"cpu": 1.0, "memory": 1024}
 
 
 @app.function(
@@ -153,6 +160,7 @@ web_scaling = {"min_containers": settings.min_containers, "max_containers": 10}
     env=runtime_env,
     scaledown_window=300,
     enable_memory_snapshot=True,
+    **web_resources,
     **web_scaling,
 )
 @modal.concurrent(max_inputs=100)

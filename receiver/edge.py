@@ -61,7 +61,7 @@ from receiver.reading import ParserProcess, Reader
 from receiver.routes import RouteTable
 from receiver.settings import Settings
 from receiver.sources import SOURCES, BodyError
-from receiver.stores import Body, StoreError
+from receiver.stores import Body, StoreError, TooLarge
 
 log = logging.getLogger("receiver.http")
 PARSE_INLINE_BYTES = 1024 * 1024  # read on the event loop (up to ~4 ms); larger, by the parser
@@ -345,6 +345,9 @@ def create_app(
             deadline = asyncio.get_running_loop().time() + settings.ack_deadline_seconds
             try:
                 new = await intake.accept(record, body, deadline)
+            except TooLarge as exc:
+                log.error("delivery=%s refused, answering 413: %s", record.id, exc)
+                return _error(413, "the body is larger than the delivery store takes")
             except (StoreError, TimeoutError) as exc:
                 reason = str(exc) or f"not recorded within {settings.ack_deadline_seconds} s"
                 log.error("delivery=%s not recorded, answering 503: %s", record.id, reason)

@@ -42,6 +42,7 @@ def test_the_deploy_creates_the_web_and_process_functions_as_declared():
     assert not web["webhook_config"].get("requires_proxy_auth")
     assert web["checkpointing_enabled"] is True  # the memory snapshot
     assert web["max_concurrent_inputs"] == 100
+    assert web["resources"]["milli_cpu"] == 1000 and web["resources"]["memory_mb"] == 1024
     assert web["autoscaler_settings"] == {
         "min_containers": 0,
         "max_containers": 10,

@@ -97,3 +97,16 @@ def test_a_hanging_modal_call_is_503_at_the_ack_deadline_never_a_late_answer(met
     response, took = post(app, unique_body())
     assert response.status_code == 503
     assert took < 1.0
+
+
+class RequestSizeError(Exception):
+    """What modal raises when the control plane answers a write with 413."""
+
+
+def test_a_body_the_dict_refuses_as_too_large_is_413_not_a_retry_that_cannot_help():
+    faults = Faults()
+    faults.fail("put", key="delivery:", error=RequestSizeError)
+    app = receiver(faults)[0]
+    response, _ = post(app, unique_body())
+    assert response.status_code == 413
+    assert response.json() == {"error": "the body is larger than the delivery store takes"}

@@ -26,7 +26,8 @@ BAD_VALUES = {
     "WEBHOOK_SECRET_NAME": "ls/webhook",
     "LANGSMITH_SECRET_NAME": "x" * 65,
     "WEBHOOK_EXTRA_SECRETS": "slack, bad name",
-    "WEBHOOK_DICT_NAME": "deliveries!",
+    "WEBHOOK_DICT_NAME": "d" * 53,  # the Queue's name made from it would pass Modal's 64
+    "WEBHOOK_DEAD_RETENTION_DAYS": "0",
     "WEBHOOK_MIN_CONTAINERS": "11",
     "WEBHOOK_PROXY_AUTH": "maybe",
     "MODAL_PROXY_KEY": "ak-not-a-proxy-token",

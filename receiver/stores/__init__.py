@@ -22,6 +22,10 @@ class StoreError(RuntimeError):
     """The store could not record or read a delivery (the edge answers 503 so LangSmith retries)."""
 
 
+class TooLarge(StoreError):
+    """The store refuses a value this large: retrying cannot help (the edge answers 413)."""
+
+
 class DeliveryStore(Protocol):
     """What any delivery store offers."""
 

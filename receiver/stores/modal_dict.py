@@ -38,7 +38,7 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, Protocol, TypeVar
 
 from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
-from receiver.stores import Body, StoreError
+from receiver.stores import Body, StoreError, TooLarge
 
 T = TypeVar("T")
 
@@ -112,7 +112,9 @@ class ModalDictStore:
         try:
             return await pending
         except Exception as exc:  # the Modal client raises several unrelated error types
-            raise StoreError(f"modal: {type(exc).__name__}: {exc}") from exc
+            # modal.exception.RequestSizeError: the control plane answered 413 to the write
+            error = TooLarge if type(exc).__name__ == "RequestSizeError" else StoreError
+            raise error(f"modal: {type(exc).__name__}: {exc}") from exc
 
     # -- the acknowledgement: index, then record ------------------------------------------
 

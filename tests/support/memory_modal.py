@@ -31,6 +31,7 @@ class Fault:
     when: str  # "before" (nothing happens), "after" (it happens, the caller gets an error), "hang"
     key: str = ""  # only calls whose first argument starts with this
     times: int = 1
+    error: type[Exception] = ConnectionError
 
 
 @dataclass
@@ -41,17 +42,25 @@ class Faults:
     faults: list[Fault] = field(default_factory=list)
     calls: list[tuple[str, str]] = field(default_factory=list)
 
-    def fail(self, method: str, *, when: str = "before", key: str = "", times: int = 1) -> None:
-        self.faults.append(Fault(method, when, key, times))
+    def fail(
+        self,
+        method: str,
+        *,
+        when: str = "before",
+        key: str = "",
+        times: int = 1,
+        error: type[Exception] = ConnectionError,
+    ) -> None:
+        self.faults.append(Fault(method, when, key, times, error))
 
     def count(self, prefix: str = "") -> int:
         return sum(1 for method, _ in self.calls if method.startswith(prefix))
 
-    def _take(self, method: str, key: str) -> str | None:
+    def _take(self, method: str, key: str) -> Fault | None:
         for fault in self.faults:
             if fault.times and fault.method == method and key.startswith(fault.key):
                 fault.times -= 1
-                return fault.when
+                return fault
         return None
 
     async def run(self, method: str, key: Any, action: Callable[[], Any]) -> Any:
@@ -59,14 +68,15 @@ class Faults:
         self.calls.append((method, key))
         if self.latency:
             await asyncio.sleep(self.latency)
-        when = self._take(method, key)
+        fault = self._take(method, key)
+        when = fault.when if fault else None
         if when == "hang":
             await asyncio.Event().wait()
-        if when == "before":
-            raise ConnectionError(f"injected: {method} {key} failed")
+        if fault and when == "before":
+            raise fault.error(f"injected: {method} {key} failed")
         result = action()
-        if when == "after":
-            raise ConnectionError(f"injected: {method} {key} answered with an error")
+        if fault and when == "after":
+            raise fault.error(f"injected: {method} {key} answered with an error")
         return result
 
 
