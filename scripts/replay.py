@@ -25,19 +25,22 @@ from receiver.dispatch import Dispatcher, load_configuration
 from receiver.logs import configure_logging
 from receiver.registry import HandlerLoadError
 from receiver.settings import Settings, SettingsError
-from receiver.stores import DeliveryStore, StoreError
+from receiver.stores import StoreError
+from receiver.stores.modal_dict import ModalDictStore
 
 
 def replay_on_modal(
-    store: DeliveryStore, delivery_ids: list[str], app_name: str, environment: str | None
+    store: ModalDictStore, delivery_ids: list[str], app_name: str, environment: str | None
 ) -> int:
-    """Reset the failed handlers in the Dict and spawn the deployed ``process`` for each."""
+    """Reset the failed handlers in the Dict and spawn the deployed ``process`` for each
+    (noting the call, so that the sweeper does not spawn another while it is queued)."""
     import modal
 
     process = modal.Function.from_name(app_name, "process", environment_name=environment)
     for delivery_id in delivery_ids:
         reset = asyncio.run(store.reset_failed(delivery_id))
         call = process.spawn(delivery_id)
+        asyncio.run(store.record_call(delivery_id, call.object_id))
         print(f"{delivery_id}: reset {', '.join(reset) or 'nothing'}; spawned {call.object_id}")
     return 0
 
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             print("no dead deliveries")
             return 0
         if args.modal:
+            assert isinstance(store, ModalDictStore)
             return replay_on_modal(store, delivery_ids, settings.app_name, args.env)
         routes, handlers = load_configuration(settings)
         dispatcher = Dispatcher(store, handlers, settings, routes)

@@ -168,6 +168,7 @@ def test_replay_with_modal_resets_the_failed_handlers_and_spawns_process(deploye
         ("langsmith-webhooks", "process", "prod"),
     ]
     assert asyncio.run(store.get("dead-1")).handlers[BROKEN].status.value == "pending"
+    assert asyncio.run(store.call_of("dead-1")) == "fc-1"  # the sweeper will not spawn again
     assert (
         "dead-1: reset handlers_for_tests.broken_until_fixed; spawned fc-1"
         in capsys.readouterr().out
