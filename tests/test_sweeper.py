@@ -230,3 +230,27 @@ def test_listing_ten_thousand_deliveries_reads_a_page_not_every_delivery():
     odd = asyncio.run(store.recent(20, route="odd"))
     assert [record.id for record in odd] == [f"d{n:05}" for n in range(9_999, 9_959, -2)]
     assert newest_calls < 100 and len(faults.calls) < 100
+
+
+def test_a_call_spawned_alongside_the_record_waits_for_it_and_one_never_recorded_ends(
+    monkeypatch, settings, tmp_path
+):
+    from receiver.runtimes import modal as modal_runtime
+
+    sim = ModalSim(Faults(), settings)
+    body = unique_body()
+    delivery_id = derive_delivery_id(body)
+    record = DeliveryRecord(delivery_id, time.time(), handlers={HANDLER: HandlerState()})
+
+    async def record_later() -> dict:
+        call = asyncio.create_task(process_delivery(settings, sim.store, delivery_id, "fc-9"))
+        await asyncio.sleep(0.5)  # the Dict write lands after the call started
+        await sim.store.record(record, body)
+        return await call
+
+    assert asyncio.run(record_later())["status"] == "done"
+    assert starts(tmp_path / "attempts") == {delivery_id: 1}
+
+    monkeypatch.setattr(modal_runtime, "RECORD_WAIT_SECONDS", 0.5)
+    never = asyncio.run(process_delivery(settings, sim.store, "never-recorded"))
+    assert never == {"id": "never-recorded", "status": "unknown"}

@@ -129,7 +129,10 @@ async def process_delivery(
     if call_id is not None:
         await store.record_call(delivery_id, call_id)
     waited = 0.0
-    while not await store.seen(delivery_id) and waited < RECORD_WAIT_SECONDS:
+    while not await store.seen(delivery_id):
+        if waited >= RECORD_WAIT_SECONDS:
+            log.warning("delivery=%s never recorded (its sender was answered 503)", delivery_id)
+            return {"id": delivery_id, "status": "unknown"}
         await asyncio.sleep(0.25)
         waited += 0.25
     dispatcher = Dispatcher(store, handlers, settings, routes)
