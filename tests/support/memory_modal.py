@@ -53,9 +53,6 @@ class Faults:
     ) -> None:
         self.faults.append(Fault(method, when, key, times, error))
 
-    def count(self, prefix: str = "") -> int:
-        return sum(1 for method, _ in self.calls if method.startswith(prefix))
-
     def _take(self, method: str, key: str) -> Fault | None:
         for fault in self.faults:
             if fault.times and fault.method == method and key.startswith(fault.key):
@@ -120,12 +117,9 @@ class MemoryDict(_Fake):
     def __init__(self, faults: Faults | None = None) -> None:
         super().__init__(faults)
         self._data: dict[Any, Any] = {}
-        self.fail_puts = False
 
     def put(self, key: Any, value: Any, *, skip_if_exists: bool = False) -> bool:
         with self._lock:
-            if self.fail_puts:
-                raise ConnectionError("modal.Dict unreachable")
             if skip_if_exists and key in self._data:
                 return False
             self._data[key] = copy.deepcopy(value)
@@ -143,9 +137,6 @@ class MemoryDict(_Fake):
         with self._lock:
             return key in self._data
 
-    def keys(self) -> list[Any]:
-        with self._lock:
-            return list(self._data)
 
 
 class MemoryQueue(_Fake):
