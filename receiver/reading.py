@@ -68,7 +68,7 @@ class Reader:
         if found.problem:
             log.warning("kept as an unknown delivery: %s", found.problem)
         keys = self._run_keys[path][source.name]
-        runs = source.runs(envelope, keys) if keys else None
+        runs = source.run_facts(envelope, keys) if keys else None
         matched = self.routes.matching(path, source.name, source.facts(envelope), runs)
         key = source.delivery_key(envelope)
         return Delivery(

@@ -8,7 +8,7 @@ file there is one route, ``default``: ``/``, rule deliveries, ``WEBHOOK_HANDLERS
 ``docs/routes.md`` is the reference.
 
     table = load_routes(settings, SOURCES)
-    [route.name for route in table.matching("/", source, facts, runs)]  # ['prod-errors']
+    [route.name for route in table.matching("/", source, facts, run_facts)]  # ['prod-errors']
 
 Nothing here knows a sender: which match keys apply to which source is read from the
 sources passed in, so adding a sender needs no change here.
@@ -36,6 +36,13 @@ class SourceInfo(Protocol):
 
     @property
     def match_keys(self) -> frozenset[str]: ...
+
+
+class RunFactsLike(Protocol):
+    """A delivery's run facts by column (``receiver.sources.RunFacts`` provides it)."""
+
+    count: int
+    columns: dict[str, list[Any]]
 
 
 class HandlerInfo(Protocol):
@@ -86,6 +93,15 @@ def _holds(key: str, fact: Any, wanted: Any) -> bool:
     return str(fact).lower() in wanted
 
 
+def _passing(key: str, column: list[Any], wanted: Any) -> list[bool]:
+    """Per run, whether its value in ``column`` meets the condition (strings inline: this
+    runs per run, per condition, before the 202)."""
+    return [
+        fact.lower() in wanted if type(fact) is str else _holds(key, fact, wanted)
+        for fact in column
+    ]
+
+
 def _keeps(run: Mapping[str, Any], conditions: Iterable[tuple[str, Any]]) -> bool:
     # A loop rather than all(<generator>): this runs per run, per route, before the 202.
     for key, wanted in conditions:  # noqa: SIM110
@@ -105,10 +121,9 @@ class Route(BaseModel):
     handlers: tuple[ModulePath, ...] = Field(min_length=1)
     match: Match = Match()
 
-    def accepts(
-        self, source: str, facts: Mapping[str, Any], runs: Sequence[Mapping[str, Any]] | None
-    ) -> bool:
-        """True when a delivery of ``source`` with these facts (and runs) is this route's."""
+    def accepts(self, source: str, facts: Mapping[str, Any], runs: RunFactsLike | None) -> bool:
+        """True when a delivery of ``source`` with these facts is this route's: one of its
+        runs, if the route has run conditions, passes all of them."""
         if source not in self.sources:
             return False
         on_runs = []
@@ -117,7 +132,18 @@ class Route(BaseModel):
                 on_runs.append((key, wanted))
             elif not _holds(key, facts[key], wanted):
                 return False
-        return not on_runs or any(_keeps(run, on_runs) for run in runs or ())
+        if not on_runs:
+            return True
+        if runs is None:
+            return False
+        passing = [
+            _passing(key, runs.columns[key], wanted)
+            for key, wanted in on_runs
+            if key in runs.columns
+        ]
+        if not passing:
+            return runs.count > 0
+        return any(passing[0]) if len(passing) == 1 else any(map(all, zip(*passing, strict=True)))
 
     def keeps_run(self, run: Mapping[str, Any]) -> bool:
         """True when ``run`` passes every run condition (``run_status``, ...) of this route."""
@@ -158,7 +184,7 @@ class RouteTable:
         path: str,
         source: str,
         facts: Mapping[str, Any],
-        runs: Sequence[Mapping[str, Any]] | None,
+        runs: RunFactsLike | None,
     ) -> list[Route]:
         return [route for route in self.paths[path] if route.accepts(source, facts, runs)]
 

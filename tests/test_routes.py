@@ -108,7 +108,8 @@ def matched(tmp_path, match: str, event, path: str = "/", sources: str = "['rule
     table = load_routes(settings_for(tmp_path, text + match), SOURCES)
     found = recognise(event.model_dump_json().encode())
     source, envelope = found.source, found.envelope
-    return bool(table.matching(path, source.name, source.facts(envelope), source.runs(envelope)))
+    runs = source.run_facts(envelope)
+    return bool(table.matching(path, source.name, source.facts(envelope), runs))
 
 
 def test_match_conditions_on_runs_and_on_deliveries(tmp_path):

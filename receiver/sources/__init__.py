@@ -60,6 +60,14 @@ __all__ = [
 
 
 @dataclass(frozen=True)
+class RunFacts:
+    """The run facts of one delivery: ``columns[key][i]`` is run ``i``'s value for ``key``."""
+
+    count: int
+    columns: dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
 class Source:
     """A sender module, read once: what the edge, the routes and the worker ask of it."""
 
@@ -108,16 +116,25 @@ class Source:
     def run_count(self, envelope: BaseModel) -> int:
         return len(self.module.runs(envelope)) if self.has_runs else 0
 
-    def runs(
-        self, envelope: BaseModel, keys: Iterable[str] | None = None
-    ) -> list[dict[str, Any]] | None:
-        """What run filters look at (``keys`` of it, every key by default), per run; None for
-        a sender without runs."""
+    def run_facts(self, envelope: BaseModel, keys: Iterable[str] | None = None) -> RunFacts | None:
+        """What run filters look at (``keys`` of it, every key by default), key by key: one
+        column of values per key, a value per run; None for a sender without runs.
+
+        By columns because the edge matches every run of a body before it answers: one list
+        comprehension per key instead of a dict per run.
+        """
         if not self.has_runs:
             return None
         fields = self.module.RUN_FIELDS
-        read = [(key, fields[key]) for key in (fields if keys is None else keys)]
-        return [_facts(run, read) for run in self.module.runs(envelope)]
+        runs = self.module.runs(envelope)
+        # The edge's runs are parsed JSON: anything, though each is a dict in a valid body.
+        if not all(type(run) is dict for run in runs):
+            runs = [run if type(run) is dict else {} for run in runs]
+        columns = {}
+        for key in fields if keys is None else keys:
+            field = fields[key]
+            columns[key] = [run.get(field) for run in runs]
+        return RunFacts(len(runs), columns)
 
     def narrow(self, event: BaseModel, keep: Callable[[dict[str, Any]], bool]) -> BaseModel:
         """The event with only the runs ``keep`` selects (the event itself if it has none)."""
@@ -128,8 +145,7 @@ class Source:
 
 
 def _facts(run: Any, read: list[tuple[str, str]]) -> dict[str, Any]:
-    """``{match key: the run's field}``: the edge's runs are parsed JSON (anything), the
-    worker's are models."""
+    """``{match key: the run's field}`` of one of the worker's runs (a model, or a dict)."""
     fields = run if type(run) is dict else vars(run) if isinstance(run, BaseModel) else {}
     return {key: fields.get(field) for key, field in read}
 

@@ -138,7 +138,6 @@ class MemoryDict(_Fake):
             return key in self._data
 
 
-
 class MemoryQueue(_Fake):
     prefix = "queue."
     methods = ("put", "iterate", "clear")
