@@ -142,3 +142,19 @@ def test_a_write_waits_for_another_processs_lock_and_gives_up_after_the_busy_tim
     other.execute("ROLLBACK")
     assert asyncio.run(impatient.start_attempt("waited", "h", "me", time.time() + 30)) == 1
     assert asyncio.run(store.get("refused")) is None
+
+
+@pytest.mark.parametrize("size", [10, LARGE_BYTES + 1])
+def test_two_copies_in_one_commit_are_one_delivery_and_a_duplicate(store, size):
+    body = b"c" * size
+    batch = [(record("a"), body), (record("twice"), body), (record("twice"), body)]
+    assert asyncio.run(store.accept_many(batch)) == [True, True, False]
+    assert asyncio.run(store.get("twice")).handlers.keys() == {"h"}
+    assert asyncio.run(store.body("twice")) == body
+    assert asyncio.run(store.accept_many([(record("twice"), body)])) == [False]
+
+
+def test_a_commit_of_more_rows_than_one_statement_takes_records_them_all(store):
+    batch = [(record(f"d{n}"), b"{}") for n in range(1_234)]
+    assert asyncio.run(store.accept_many(batch)) == [True] * 1_234
+    assert len(asyncio.run(store.recent(2_000))) == 1_234

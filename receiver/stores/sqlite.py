@@ -40,6 +40,12 @@ from receiver.stores import Body, StoreError
 _BUSY = (sqlite3.SQLITE_BUSY, getattr(sqlite3, "SQLITE_BUSY_SNAPSHOT", 517))
 LARGE_BYTES = 64 * 1024  # larger bodies go to files, larger batches commit in a thread
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
+_INSERT_DELIVERIES = (
+    "INSERT OR IGNORE INTO deliveries (id, received_at, source, subject, runs, routes, body,"
+    " external, segment, body_offset, body_length) VALUES "
+)
+_ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROWS_PER_INSERT = 500  # 11 parameters a row: well under SQLite's 32,766 per statement
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -230,14 +236,15 @@ class SqliteStore:
     async def accept_many(self, deliveries: Sequence[tuple[DeliveryRecord, Body]]) -> list[bool]:
         """:meth:`accept` for several deliveries in one transaction: all recorded, or none.
 
-        Small batches are committed inline when the write lock is free: a thread hand-over
-        would cost more than the commit. Large ones (writing and syncing megabytes), and any
-        batch that finds another process holding the lock, are committed in a thread, which
-        waits up to ``busy_timeout``: meanwhile the event loop goes on reading the next
-        requests (they join the next transaction), answering ``/healthz``, and can give up
-        on this one at the edge's deadline.
+        Batches without a body for a file are committed inline when the write lock is free:
+        a thread hand-over would cost more than the commit (and its Python steps would wait
+        for the GIL while the loop parses). Those with files to write (megabytes to sync),
+        and any batch that finds another process holding the lock, are committed in a
+        thread, which waits up to ``busy_timeout``: meanwhile the event loop goes on reading
+        the next requests (they join the next transaction), answering ``/healthz``, and can
+        give up on this one at the edge's deadline.
         """
-        if sum(len(body) for _, body in deliveries) <= LARGE_BYTES:
+        if all(len(body) <= LARGE_BYTES for _, body in deliveries):
             try:
                 return self._accept_many(deliveries, wait=False)
             except LockBusy:
@@ -252,38 +259,46 @@ class SqliteStore:
             known = self._known([delivery_id for delivery_id, _ in large])
             large = [(delivery_id, body) for delivery_id, body in large if delivery_id not in known]
         segment, places = self._write_segment(large)
-        new = []
+        rows = []
+        for record, body in deliveries:
+            offset = places.get(record.id)
+            external = offset is not None
+            rows.append(
+                (
+                    record.id,
+                    record.received_at,
+                    record.source,
+                    record.subject,
+                    record.runs,
+                    ",".join(record.routes),
+                    b"" if external else body,
+                    external,
+                    segment if external else None,
+                    offset or 0,
+                    len(body),
+                )
+            )
         with self._transaction(durable=True, wait=wait) as db:
-            for record, body in deliveries:
-                offset = places.get(record.id)
-                inserted = db.execute(
-                    "INSERT OR IGNORE INTO deliveries (id, received_at, source, subject, runs,"
-                    " routes, body, external, segment, body_offset, body_length)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        record.id,
-                        record.received_at,
-                        record.source,
-                        record.subject,
-                        record.runs,
-                        ",".join(record.routes),
-                        body if offset is None else b"",
-                        offset is not None,
-                        None if offset is None else segment,
-                        offset or 0,
-                        len(body),
-                    ),
-                ).rowcount
-                if inserted:
-                    db.executemany(
-                        "INSERT INTO handler_states (delivery_id, handler, status)"
-                        " VALUES (?, ?, ?)",
-                        [
-                            (record.id, name, HandlerStatus.PENDING.value)
-                            for name in record.handlers
-                        ],
-                    )
-                new.append(bool(inserted))
+            inserted = set()
+            # One statement per chunk of rows, not per row: under load a commit holds
+            # dozens of deliveries, and each statement is a round through the sqlite3 module.
+            for start in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[start : start + _ROWS_PER_INSERT]
+                sql = _INSERT_DELIVERIES + ",".join([_ROW] * len(chunk)) + " RETURNING id"
+                params = [value for row in chunk for value in row]
+                inserted.update(row[0] for row in db.execute(sql, params))
+            new, states = [], []
+            for record, _ in deliveries:
+                first = record.id in inserted  # a second copy in the batch is a redelivery
+                inserted.discard(record.id)
+                new.append(first)
+                if first:
+                    pending = HandlerStatus.PENDING.value
+                    states.extend((record.id, name, pending) for name in record.handlers)
+            db.executemany(
+                "INSERT INTO handler_states (delivery_id, handler, status) VALUES (?, ?, ?)",
+                states,
+            )
         return new
 
     async def get(self, delivery_id: str) -> DeliveryRecord | None:
