@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from receiver.delivery import DeliveryRecord, HandlerState
+from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
 from receiver.stores import StoreError
 from receiver.stores.sqlite import LARGE_BYTES, SqliteStore
 
@@ -158,3 +158,19 @@ def test_a_commit_of_more_rows_than_one_statement_takes_records_them_all(store):
     batch = [(record(f"d{n}"), b"{}") for n in range(1_234)]
     assert asyncio.run(store.accept_many(batch)) == [True] * 1_234
     assert len(asyncio.run(store.recent(2_000))) == 1_234
+
+
+def test_the_worker_s_lookups_read_partial_indexes_not_every_handler_row(store):
+    """Done rows pile up for ever: finding pending or failed handlers, and the claims to
+    release, must not scan them (the worker sweeps every 30 s)."""
+    from receiver.stores.sqlite import _IDS_WITH
+
+    def plan(sql: str) -> str:
+        return " ".join(row[3] for row in store._db.execute("EXPLAIN QUERY PLAN " + sql))
+
+    assert "handler_states_pending" in plan(_IDS_WITH[HandlerStatus.PENDING])
+    assert "handler_states_failed" in plan(_IDS_WITH[HandlerStatus.FAILED])
+    claimed = "SELECT DISTINCT claim_owner FROM handler_states WHERE claim_owner IS NOT NULL"
+    assert "handler_states_claimed" in plan(claimed)
+    indexes = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master")}
+    assert "handler_states_by_status" not in indexes
