@@ -4,7 +4,9 @@ The documentation's reference endpoint, done right:
 
 - feedback is fetched for all of the delivery's runs at once (``list_feedback`` with about
   100 run ids a request, which keeps URLs short) and grouped by ``run_id``, never paired by
-  position; with several corrections on a run, the newest wins;
+  position; with several corrections on a run, the newest wins; a correction that holds
+  only a score (LangSmith's "audit evaluator scores") or nothing is no reference output: the
+  run is skipped, counted with the reason; a run listed twice is one example;
 - a run's inputs/outputs come from the run or, when LangSmith sent them as presigned URLs
   (``inputs_s3_urls["ROOT"]["presigned_url"]``), from a bounded GET of that URL; a run whose
   data cannot be had is skipped and counted, the others go on;
@@ -81,10 +83,30 @@ def _newest(feedback: list) -> Any:
     return max(feedback, key=lambda f: (f.modified_at or f.created_at, f.created_at))
 
 
-def choose(runs: list[Run], feedback: dict[str, list], options: Options) -> list[Candidate]:
-    """The runs that become examples: a correction (newest wins), or a score at the threshold."""
+def not_an_output(correction: Any) -> str | None:
+    """Why a correction is no reference output, or None if it is one.
+
+    LangSmith's "audit evaluator scores" flow writes ``correction={"score": 1}``: a
+    corrected score, not a corrected answer.
+    """
+    if correction == {}:
+        return "correction is empty"
+    if isinstance(correction, dict) and set(correction) == {"score"}:
+        return "correction holds only a score"
+    return None
+
+
+def choose(
+    runs: list[Run], feedback: dict[str, list], options: Options, skipped: Counter[str]
+) -> list[Candidate]:
+    """The runs that become examples: a correction (newest wins), or a score at the
+    threshold; each run once. Runs with only corrections that are no outputs are counted in
+    ``skipped`` by reason."""
     chosen = []
+    unique: dict[uuid.UUID, Run] = {}
     for run in runs:
+        unique.setdefault(run.id, run)  # a run listed twice is one example
+    for run in unique.values():
         on_run = feedback.get(str(run.id), [])
         corrections = [
             f
@@ -92,18 +114,25 @@ def choose(runs: list[Run], feedback: dict[str, list], options: Options) -> list
             if f.correction is not None
             and (not options.feedback_keys or f.key in options.feedback_keys)
         ]
-        if corrections:
-            newest = _newest(corrections)
+        outputs_given = [f for f in corrections if not_an_output(f.correction) is None]
+        if outputs_given:
+            newest = _newest(outputs_given)
             correction = newest.correction
             outputs = correction if isinstance(correction, dict) else {"output": correction}
             chosen.append(Candidate(run, newest.key, outputs))
-            continue
-        if options.score_key is None or options.score_threshold is None:
-            continue
-        scores = [f for f in on_run if f.key == options.score_key and f.score is not None]
-        if scores and _newest(scores).score >= options.score_threshold:
+        elif _scored_enough(on_run, options):
             chosen.append(Candidate(run, options.score_key, None))
+        elif corrections:
+            skipped[not_an_output(_newest(corrections).correction)] += 1
     return chosen
+
+
+def _scored_enough(on_run: list, options: Options) -> bool:
+    """Whether the run's newest score on ``score_key`` reaches the threshold (if set)."""
+    if options.score_key is None or options.score_threshold is None:
+        return False
+    scores = [f for f in on_run if f.key == options.score_key and f.score is not None]
+    return bool(scores) and _newest(scores).score >= options.score_threshold
 
 
 def run_data(run: Run, field: str, options: Options) -> dict[str, Any]:
@@ -187,10 +216,11 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
     """Create one dataset example per corrected run of the delivery."""
     options = context.options
     client = make_client(context.settings)
-    feedback = feedback_by_run(client, [run.id for run in payload.runs], options)
-    candidates = choose(payload.runs, feedback, options)
-    created = present = 0
+    run_ids = list(dict.fromkeys(run.id for run in payload.runs))
+    feedback = feedback_by_run(client, run_ids, options)
     skipped: Counter[str] = Counter()
+    candidates = choose(payload.runs, feedback, options, skipped)
+    created = present = 0
     if candidates:
         dataset_id = ensure_dataset(client, options.dataset_name)
 

@@ -217,3 +217,56 @@ def test_a_missing_api_key_fails_with_the_fix_to_apply(emulator):
     payload = corrected_payload(1, emulator)
     with pytest.raises(RuntimeError, match="LANGSMITH_API_KEY is not set"):
         run_handler(emulator, payload, LANGSMITH_API_KEY="")
+
+
+def test_score_only_and_empty_corrections_are_no_reference_outputs(emulator, caplog):
+    """LangSmith's "audit evaluator scores" writes `correction={"score": 1}`: a corrected
+    score, not an answer. Neither it nor an empty correction becomes an example; a run with
+    an older real correction keeps it."""
+    payload = payload_with_runs(3, inputs={"q": 1}, outputs={"answer": "model"})
+    audited, empty, both = (run["id"] for run in payload["runs"])
+    emulator.add_feedback(audited, "correctness", correction={"score": 1})
+    emulator.add_feedback(empty, "correctness", correction={})
+    emulator.add_feedback(
+        both, "correctness", correction={"answer": "fixed"}, created_at="2024-01-01T00:00:00+00:00"
+    )
+    emulator.add_feedback(
+        both, "correctness", correction={"score": 0}, created_at="2024-02-01T00:00:00+00:00"
+    )
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    [example] = emulator.examples_in(DATASET)
+    assert (example["source_run_id"], example["outputs"]) == (both, {"answer": "fixed"})
+    assert "[1x correction holds only a score]" in caplog.text
+    assert "[1x correction is empty]" in caplog.text
+
+
+def test_a_run_listed_twice_in_one_delivery_is_one_example(emulator, caplog):
+    payload = corrected_payload(2, emulator)
+    payload["runs"].append(dict(payload["runs"][0]))
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    assert sorted(e["source_run_id"] for e in emulator.examples_in(DATASET)) == sorted(
+        run["id"] for run in payload["runs"][:2]
+    )
+    assert "corrected=2 created=2" in caplog.text
+
+
+def test_the_declared_sdk_floor_keeps_reference_outputs():
+    """langsmith 0.14.11's example model has no `reference_outputs`: it drops the field
+    silently, and every example would be written without outputs (read from the published
+    wheels). The floor must exclude it and admit the locked version."""
+    import importlib.metadata
+    import tomllib
+    from pathlib import Path
+
+    from packaging.requirements import Requirement
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    [langsmith] = [
+        Requirement(spec)
+        for spec in pyproject["project"]["dependencies"]
+        if Requirement(spec).name == "langsmith"
+    ]
+    assert not langsmith.specifier.contains("0.14.11")
+    assert langsmith.specifier.contains(importlib.metadata.version("langsmith"))
