@@ -34,7 +34,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from receiver import HandlerContext, HandlerOptions, RulePayload, Run
-from receiver.langsmith_api import BlobError, chunked, fetch_presigned_json, make_client
+from receiver.langsmith_api import BlobError, chunked, fetch_presigned_json, shared_client
 from receiver.settings import CommaList, split_list
 
 FEEDBACK_RUNS_PER_REQUEST = 100  # run ids travel in the query string: ~4 KB a request
@@ -215,7 +215,7 @@ def write_examples(client: Any, dataset_id: uuid.UUID, examples: list[dict]) -> 
 def handle(payload: RulePayload, context: HandlerContext) -> None:
     """Create one dataset example per corrected run of the delivery."""
     options = context.options
-    client = make_client(context.settings)
+    client = shared_client(context.settings)
     run_ids = list(dict.fromkeys(run.id for run in payload.runs))
     feedback = feedback_by_run(client, run_ids, options)
     skipped: Counter[str] = Counter()

@@ -5,12 +5,15 @@ at module level: importing a handler (the web function does, at start-up) must n
 for them (about 700 ms and 230 ms of cold start).
 
     client = make_client(settings)                 # LANGSMITH_API_KEY, LANGSMITH_ENDPOINT
+    client = shared_client(settings)               # the same one for every delivery
     inputs = fetch_presigned_json(url, timeout=10, max_bytes=25 * 2**20)
 """
 
 from __future__ import annotations
 
+import atexit
 import json
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,6 +50,24 @@ def make_client(settings: Settings) -> Client:
         api_key=settings.langsmith_api_key.get_secret_value(),
         auto_batch_tracing=False,
     )
+
+
+_clients: dict[tuple[str, str], Client] = {}
+_clients_lock = threading.Lock()
+
+
+def shared_client(settings: Settings) -> Client:
+    """One client per process and account, for handlers: a client per delivery cost an
+    ``/info`` (and a ``/sessions``) request each, and pinned a session until exit. Closed
+    when the process exits."""
+    key = settings.langsmith_api_key.get_secret_value() if settings.langsmith_api_key else ""
+    with _clients_lock:
+        client = _clients.get((settings.langsmith_endpoint, key))
+        if client is None:
+            client = make_client(settings)
+            _clients[settings.langsmith_endpoint, key] = client
+            atexit.register(client.close, timeout=0)
+        return client
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

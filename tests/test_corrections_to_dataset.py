@@ -270,3 +270,11 @@ def test_the_declared_sdk_floor_keeps_reference_outputs():
     ]
     assert not langsmith.specifier.contains("0.14.11")
     assert langsmith.specifier.contains(importlib.metadata.version("langsmith"))
+
+
+def test_ten_deliveries_in_one_process_share_one_sdk_client(emulator):
+    """A client per delivery asked LangSmith for `/info` each time (and kept a session)."""
+    for _ in range(10):
+        run_handler(emulator, corrected_payload(1, emulator))
+    assert len(emulator.examples_in(DATASET)) == 10
+    assert len(emulator.calls("GET", "/info")) == 1
