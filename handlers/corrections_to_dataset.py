@@ -34,7 +34,13 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from receiver import HandlerContext, HandlerOptions, RulePayload, Run
-from receiver.langsmith_api import BlobError, chunked, fetch_presigned_json, shared_client
+from receiver.langsmith_api import (
+    BlobError,
+    absolute_blob_url,
+    chunked,
+    fetch_presigned_json,
+    shared_client,
+)
 from receiver.settings import CommaList, split_list
 
 FEEDBACK_RUNS_PER_REQUEST = 100  # run ids travel in the query string: ~4 KB a request
@@ -135,7 +141,7 @@ def _scored_enough(on_run: list, options: Options) -> bool:
     return bool(scores) and _newest(scores).score >= options.score_threshold
 
 
-def run_data(run: Run, field: str, options: Options) -> dict[str, Any]:
+def run_data(run: Run, field: str, options: Options, api_url: str) -> dict[str, Any]:
     """The run's ``inputs`` or ``outputs``, from the body or from its presigned URL."""
     value = getattr(run, field)
     if value is not None:
@@ -145,7 +151,9 @@ def run_data(run: Run, field: str, options: Options) -> dict[str, Any]:
     if not presigned:
         raise BlobError(f"no {field} in the body and no presigned URL")
     data = fetch_presigned_json(
-        presigned, timeout=options.blob_timeout, max_bytes=options.max_blob_bytes
+        absolute_blob_url(presigned, api_url),
+        timeout=options.blob_timeout,
+        max_bytes=options.max_blob_bytes,
     )
     if not isinstance(data, dict):
         raise BlobError(f"{field} blob is not a JSON object")
@@ -153,14 +161,19 @@ def run_data(run: Run, field: str, options: Options) -> dict[str, Any]:
 
 
 def build_example(
-    candidate: Candidate, dataset_id: uuid.UUID, rule_id: uuid.UUID, options: Options
+    candidate: Candidate,
+    dataset_id: uuid.UUID,
+    rule_id: uuid.UUID,
+    options: Options,
+    api_url: str,
 ) -> dict[str, Any]:
-    """The example for one candidate, with an id that is the same on every retry."""
+    """The example for one candidate, with an id that is the same on every retry; data
+    behind a relative presigned URL is read from ``api_url``'s host."""
     run = candidate.run
     return {
         "id": uuid.uuid5(dataset_id, str(run.id)),
-        "inputs": run_data(run, "inputs", options),
-        "reference_outputs": candidate.outputs or run_data(run, "outputs", options),
+        "inputs": run_data(run, "inputs", options, api_url),
+        "reference_outputs": candidate.outputs or run_data(run, "outputs", options, api_url),
         "source_run_id": run.id,
         "metadata": {
             "rule_id": str(rule_id),
@@ -215,6 +228,7 @@ def write_examples(client: Any, dataset_id: uuid.UUID, examples: list[dict]) -> 
 def handle(payload: RulePayload, context: HandlerContext) -> None:
     """Create one dataset example per corrected run of the delivery."""
     options = context.options
+    api_url = context.settings.langsmith_endpoint
     client = shared_client(context.settings)
     run_ids = list(dict.fromkeys(run.id for run in payload.runs))
     feedback = feedback_by_run(client, run_ids, options)
@@ -226,7 +240,7 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
 
         def build(candidate: Candidate) -> dict | BlobError:
             try:
-                return build_example(candidate, dataset_id, payload.rule_id, options)
+                return build_example(candidate, dataset_id, payload.rule_id, options, api_url)
             except BlobError as exc:
                 context.logger.warning("run %s skipped: %s", candidate.run.id, exc)
                 return exc

@@ -6,6 +6,7 @@ for them (about 700 ms and 230 ms of cold start).
 
     client = make_client(settings)                 # LANGSMITH_API_KEY, LANGSMITH_ENDPOINT
     client = shared_client(settings)               # the same one for every delivery
+    url = absolute_blob_url(url, settings.langsmith_endpoint)
     inputs = fetch_presigned_json(url, timeout=10, max_bytes=25 * 2**20)
 """
 
@@ -74,6 +75,19 @@ def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in consecutive slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def absolute_blob_url(url: str, api_url: str) -> str:
+    """A presigned URL as given, or, when relative (self-hosted LangSmith sends
+    ``/api/v1/public/download?jwt=...``), resolved against the API URL the way the SDK
+    resolves its own: a path starting with ``/api`` names the API root itself, so an
+    ``/api`` or ``/api/v1`` ending of the API URL is not repeated."""
+    if url.startswith(("http://", "https://")):
+        return url
+    base = api_url.rstrip("/")
+    if url.startswith("/api/"):
+        base = base.removesuffix("/api/v1").removesuffix("/api")
+    return f"{base}/{url.lstrip('/')}"
 
 
 def fetch_presigned_json(url: str, *, timeout: float, max_bytes: int) -> Any:

@@ -278,3 +278,18 @@ def test_ten_deliveries_in_one_process_share_one_sdk_client(emulator):
         run_handler(emulator, corrected_payload(1, emulator))
     assert len(emulator.examples_in(DATASET)) == 10
     assert len(emulator.calls("GET", "/info")) == 1
+
+
+@pytest.mark.parametrize("endpoint_path", ["", "/api/v1"])
+def test_a_relative_presigned_url_is_read_from_the_api_host(emulator, endpoint_path):
+    """Self-hosted LangSmith sends `/api/v1/public/download?jwt=...`; httpx refuses a
+    relative URL, so every such run was skipped. The endpoint may end in `/api/v1`."""
+    payload = payload_with_runs(1, inputs=None, outputs={"answer": "model"})
+    run = payload["runs"][0]
+    url = emulator.add_blob("self-hosted-in", {"question": "big"}, relative=True)
+    run["inputs_s3_urls"] = {"ROOT": {"presigned_url": url}}
+    emulator.add_feedback(run["id"], "correctness", correction={"answer": "ok"})
+    run_handler(emulator, payload, LANGSMITH_ENDPOINT=emulator.api_url + endpoint_path)
+    [example] = emulator.examples_in(DATASET)
+    assert example["inputs"] == {"question": "big"}
+    assert emulator.calls("GET", "/public/download")  # read where the emulator serves it

@@ -96,11 +96,16 @@ class Emulator:
         self.feedback.append(item)
         return item
 
-    def add_blob(self, name: str, content: Any, *, expired: bool = False) -> str:
-        """Store a JSON blob and return its presigned URL."""
+    def add_blob(
+        self, name: str, content: Any, *, expired: bool = False, relative: bool = False
+    ) -> str:
+        """Store a JSON blob and return its presigned URL: absolute as LangSmith cloud's
+        (S3-style), or ``relative`` as self-hosted LangSmith's."""
         self.blobs[name] = content
         if expired:
             self.expired_blobs.add(name)
+        if relative:
+            return f"/api/v1/public/download?jwt={name}"
         return f"{self.url}blobs/{name}?X-Amz-Expires=3600&X-Amz-Signature=test"
 
     def add_rule(self, name: str, webhooks: list[dict] | None = None) -> dict:
@@ -294,6 +299,11 @@ class Emulator:
             calls = [c for c in self.requests if not c[1].startswith("/_admin")]
             examples = self.examples_in(dataset) if dataset else list(self.examples.values())
             return {"api_calls": len(calls), "examples": len(examples)}
+
+        @app.get("/api/v1/public/download")
+        async def public_download(jwt: str) -> Response:
+            """Self-hosted LangSmith's blob URLs: relative, ``/api/v1/public/download?jwt=``."""
+            return await blob(jwt)
 
         @app.get("/blobs/{name}")
         async def blob(name: str) -> Response:
