@@ -19,12 +19,14 @@ Settings (env): ``LS_DATASET_NAME`` (default ``webhook-corrections``),
 ``CORRECTIONS_FEEDBACK_KEYS`` (comma-separated keys whose corrections count; default: any),
 ``CORRECTIONS_SCORE_KEY`` + ``CORRECTIONS_SCORE_THRESHOLD`` (optional: runs scored at or above
 the threshold on that key become examples with their own outputs),
-``CORRECTIONS_BLOB_TIMEOUT_SECONDS`` (10), ``CORRECTIONS_MAX_BLOB_BYTES`` (25 MiB), plus
+``CORRECTIONS_BLOB_TIMEOUT_SECONDS`` (10), ``CORRECTIONS_MAX_BLOB_BYTES`` (25 MiB),
+``CORRECTIONS_MAX_EXAMPLE_BYTES`` (19 MB: larger examples are skipped), plus
 ``LANGSMITH_API_KEY`` and ``LANGSMITH_ENDPOINT`` (self-hosted or EU).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -60,8 +62,17 @@ class Options(HandlerOptions):
     max_blob_bytes: int = Field(
         25 * 1024 * 1024, validation_alias="CORRECTIONS_MAX_BLOB_BYTES", gt=0
     )
+    # The SDK sends examples in requests of at most 20 MB (its `_batch_examples_by_size`),
+    # one alone if larger, which LangSmith refuses: every retry would fail the same way.
+    max_example_bytes: int = Field(
+        19_000_000, validation_alias="CORRECTIONS_MAX_EXAMPLE_BYTES", gt=0, le=19_000_000
+    )
 
     _split = field_validator("feedback_keys", mode="before")(split_list)
+
+
+class ExampleTooLarge(ValueError):
+    """An example larger than LangSmith takes in one request (skipped: no retry helps)."""
 
 
 @dataclass(frozen=True)
@@ -170,10 +181,18 @@ def build_example(
     """The example for one candidate, with an id that is the same on every retry; data
     behind a relative presigned URL is read from ``api_url``'s host."""
     run = candidate.run
+    inputs = run_data(run, "inputs", options, api_url)
+    outputs = candidate.outputs or run_data(run, "outputs", options, api_url)
+    size = len(json.dumps(inputs, default=str)) + len(json.dumps(outputs, default=str))
+    if size > options.max_example_bytes:
+        raise ExampleTooLarge(
+            f"example of {size} bytes is over CORRECTIONS_MAX_EXAMPLE_BYTES"
+            f" ({options.max_example_bytes})"
+        )
     return {
         "id": uuid.uuid5(dataset_id, str(run.id)),
-        "inputs": run_data(run, "inputs", options, api_url),
-        "reference_outputs": candidate.outputs or run_data(run, "outputs", options, api_url),
+        "inputs": inputs,
+        "reference_outputs": outputs,
         "source_run_id": run.id,
         "metadata": {
             "rule_id": str(rule_id),
@@ -238,18 +257,18 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
     if candidates:
         dataset_id = ensure_dataset(client, options.dataset_name)
 
-        def build(candidate: Candidate) -> dict | BlobError:
+        def build(candidate: Candidate) -> dict | str:
             try:
                 return build_example(candidate, dataset_id, payload.rule_id, options, api_url)
-            except BlobError as exc:
+            except (BlobError, ExampleTooLarge) as exc:
                 context.logger.warning("run %s skipped: %s", candidate.run.id, exc)
-                return exc
+                return str(exc)
 
         examples = []
         with ThreadPoolExecutor(BLOB_FETCHERS) as pool:
             for result in pool.map(build, candidates):
-                if isinstance(result, BlobError):
-                    skipped[str(result)] += 1
+                if isinstance(result, str):
+                    skipped[result] += 1
                 else:
                     examples.append(result)
         if examples:

@@ -293,3 +293,14 @@ def test_a_relative_presigned_url_is_read_from_the_api_host(emulator, endpoint_p
     [example] = emulator.examples_in(DATASET)
     assert example["inputs"] == {"question": "big"}
     assert emulator.calls("GET", "/public/download")  # read where the emulator serves it
+
+
+def test_an_example_larger_than_langsmith_takes_is_skipped_not_retried_for_ever(emulator, caplog):
+    """LangSmith refuses a request over 20 MB: such an example failed every retry and took
+    its delivery's other examples down with it."""
+    payload = corrected_payload(2, emulator)
+    payload["runs"][0]["inputs"] = {"document": "x" * 20_500_000}
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    assert [e["source_run_id"] for e in emulator.examples_in(DATASET)] == [payload["runs"][1]["id"]]
+    assert "is over CORRECTIONS_MAX_EXAMPLE_BYTES (19000000)" in caplog.text

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 from support.live_server import uvicorn_in_thread
 
 API_PREFIXES = ("", "/api/v1")
+MAX_REQUEST_BYTES = 20_000_000  # what the SDK batches examples under; larger is refused
 
 
 def _now() -> str:
@@ -148,6 +149,8 @@ class Emulator:
             self.requests.append((request.method, path, request.url.query))
             if path.startswith("/runs/rules") and not request.headers.get("x-api-key"):
                 return JSONResponse({"detail": "missing x-api-key"}, 401)
+            if int(request.headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
+                return JSONResponse({"detail": "request entity too large"}, 413)
             if self.latency:
                 await asyncio.sleep(self.latency)
             for failure in self.failures:
