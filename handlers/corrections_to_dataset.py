@@ -12,7 +12,9 @@ The documentation's reference endpoint, done right:
   data cannot be had is skipped and counted, the others go on;
 - all examples go to LangSmith in one batched ``create_examples`` call (chunked for very
   large deliveries), each with an id derived from (dataset, run id): a redelivery or retry
-  never duplicates an example, and "already exists" counts as success;
+  never duplicates an example, and "already exists" counts as success, unless a newer
+  correction changed the outputs: then the example is updated (its metadata keeps the
+  correction's id and time);
 - the dataset is created when missing.
 
 Settings (env): ``LS_DATASET_NAME`` (default ``webhook-corrections``),
@@ -31,6 +33,7 @@ import uuid
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -82,6 +85,7 @@ class Candidate:
     run: Run
     feedback_key: str
     outputs: dict[str, Any] | None
+    feedback: Any = None  # the correction it comes from (None for a score at the threshold)
 
 
 def feedback_by_run(client: Any, run_ids: list[uuid.UUID], options: Options) -> dict[str, list]:
@@ -136,7 +140,7 @@ def choose(
             newest = _newest(outputs_given)
             correction = newest.correction
             outputs = correction if isinstance(correction, dict) else {"output": correction}
-            chosen.append(Candidate(run, newest.key, outputs))
+            chosen.append(Candidate(run, newest.key, outputs, newest))
         elif _scored_enough(on_run, options):
             chosen.append(Candidate(run, options.score_key, None))
         elif corrections:
@@ -199,6 +203,7 @@ def build_example(
             "feedback_key": candidate.feedback_key,
             "run_name": run.name,
             "source": "langsmith-modal-webhooks",
+            **_correction_metadata(candidate.feedback),
         },
     }
 
@@ -218,30 +223,59 @@ def ensure_dataset(client: Any, name: str) -> uuid.UUID:
         return client.read_dataset(dataset_name=name).id
 
 
-def write_examples(client: Any, dataset_id: uuid.UUID, examples: list[dict]) -> tuple[int, int]:
-    """Create the examples that do not exist yet; return (created, already present)."""
+def _correction_metadata(feedback: Any) -> dict[str, str]:
+    """The correction's id and time, kept on the example: what makes "newer" decidable."""
+    if feedback is None:
+        return {}
+    at = feedback.modified_at or feedback.created_at
+    return {"feedback_id": str(feedback.id), "feedback_at": at.isoformat()}
+
+
+def _supersedes(example: dict, existing: Any) -> bool:
+    """Whether ``example`` (from a correction) should replace the stored one: its outputs
+    differ and its correction is newer (or the stored one does not say when it was made)."""
+    ours = example["metadata"].get("feedback_at")
+    if ours is None or example["reference_outputs"] == existing.outputs:
+        return False
+    theirs = (existing.metadata or {}).get("feedback_at")
+    return theirs is None or datetime.fromisoformat(ours) > datetime.fromisoformat(theirs)
+
+
+def write_examples(
+    client: Any, dataset_id: uuid.UUID, examples: list[dict]
+) -> tuple[int, int, int]:
+    """Create the examples that do not exist yet, and update those a newer correction
+    changed; return (created, already present, updated)."""
     from langsmith.utils import LangSmithConflictError
 
-    created = present = 0
+    created = present = updated = 0
     for chunk in chunked(examples, EXAMPLES_PER_REQUEST):
         try:
             client.create_examples(dataset_id=dataset_id, examples=list(chunk))
             created += len(chunk)
             continue
         except LangSmithConflictError:
-            pass  # some already exist (a redelivery or retry): create only the others
+            pass  # some already exist (a redelivery, a retry, a later correction)
         ids = [example["id"] for example in chunk]
         existing = {
-            example.id
+            example.id: example
             for id_chunk in chunked(ids, EXAMPLE_IDS_PER_REQUEST)
             for example in client.list_examples(dataset_id=dataset_id, example_ids=list(id_chunk))
         }
         missing = [example for example in chunk if example["id"] not in existing]
         if missing:
             client.create_examples(dataset_id=dataset_id, examples=missing)
+        changed = [
+            {"id": e["id"], "outputs": e["reference_outputs"], "metadata": e["metadata"]}
+            for e in chunk
+            if e["id"] in existing and _supersedes(e, existing[e["id"]])
+        ]
+        if changed:
+            client.update_examples(dataset_id=dataset_id, updates=changed)
         created += len(missing)
-        present += len(chunk) - len(missing)
-    return created, present
+        updated += len(changed)
+        present += len(chunk) - len(missing) - len(changed)
+    return created, present, updated
 
 
 def handle(payload: RulePayload, context: HandlerContext) -> None:
@@ -253,7 +287,7 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
     feedback = feedback_by_run(client, run_ids, options)
     skipped: Counter[str] = Counter()
     candidates = choose(payload.runs, feedback, options, skipped)
-    created = present = 0
+    created = present = updated = 0
     if candidates:
         dataset_id = ensure_dataset(client, options.dataset_name)
 
@@ -272,12 +306,14 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
                 else:
                     examples.append(result)
         if examples:
-            created, present = write_examples(client, dataset_id, examples)
+            created, present, updated = write_examples(client, dataset_id, examples)
     context.logger.info(
-        "corrections: runs=%d corrected=%d created=%d already_present=%d skipped=%d%s dataset=%s",
+        "corrections: runs=%d corrected=%d created=%d updated=%d already_present=%d skipped=%d%s"
+        " dataset=%s",
         len(payload.runs),
         len(candidates),
         created,
+        updated,
         present,
         sum(skipped.values()),
         "".join(f" [{count}x {reason}]" for reason, count in skipped.items()),

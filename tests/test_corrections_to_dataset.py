@@ -156,7 +156,7 @@ def test_the_same_delivery_twice_creates_no_duplicate_examples(emulator, caplog)
     with caplog.at_level(logging.INFO):
         run_handler(emulator, payload)
     assert len(emulator.examples_in(DATASET)) == 5
-    assert "created=0 already_present=5" in caplog.text
+    assert "created=0 updated=0 already_present=5" in caplog.text
 
 
 def test_a_partly_written_delivery_creates_only_the_missing_examples(emulator):
@@ -304,3 +304,27 @@ def test_an_example_larger_than_langsmith_takes_is_skipped_not_retried_for_ever(
         run_handler(emulator, payload)
     assert [e["source_run_id"] for e in emulator.examples_in(DATASET)] == [payload["runs"][1]["id"]]
     assert "is over CORRECTIONS_MAX_EXAMPLE_BYTES (19000000)" in caplog.text
+
+
+def test_a_newer_correction_updates_the_example_an_older_one_made(emulator, caplog):
+    """The second write met a 409 and counted "already present": the stale reference
+    stayed. The example keeps its correction's id and time, so newer is decidable."""
+    payload = payload_with_runs(1, inputs={"q": 1}, outputs={"answer": "model"})
+    run_id = payload["runs"][0]["id"]
+    emulator.add_feedback(
+        run_id, "correctness", correction={"answer": "v1"}, created_at="2024-01-01T00:00:00+00:00"
+    )
+    run_handler(emulator, payload)
+    newer = emulator.add_feedback(
+        run_id, "correctness", correction={"answer": "v2"}, created_at="2024-03-01T00:00:00+00:00"
+    )
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)  # a later delivery, or a replay, of the same run
+        run_handler(emulator, payload)  # and again: nothing left to change
+    [example] = emulator.examples_in(DATASET)
+    assert example["outputs"] == {"answer": "v2"}
+    assert example["metadata"]["feedback_id"] == newer["id"]
+    assert example["metadata"]["feedback_at"].startswith("2024-03-01")
+    assert "created=0 updated=1 already_present=0" in caplog.text
+    assert "created=0 updated=0 already_present=1" in caplog.text
+    assert len(emulator.calls("PATCH", "/examples/bulk")) == 1

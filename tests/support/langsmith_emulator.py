@@ -217,6 +217,23 @@ class Emulator:
                     stored.append(example)
             return JSONResponse(stored)
 
+        @route("PATCH", "/examples/bulk")
+        async def update_examples(request: Request) -> Response:
+            """Each update replaces the fields it names; an unknown id fails the request."""
+            body = await request.json()
+            with self._lock:
+                unknown = [u.get("id") for u in body if u.get("id") not in self.examples]
+                if unknown:
+                    return JSONResponse({"detail": f"examples not found: {unknown[:3]}"}, 404)
+                for update in body:
+                    example = self.examples[update["id"]]
+                    for name in ("inputs", "outputs", "metadata", "split"):
+                        if name in update:
+                            example[name] = update[name]
+                    example["modified_at"] = _now()
+            ids = [update["id"] for update in body]
+            return JSONResponse({"message": f"{len(ids)} examples updated", "count": len(ids)})
+
         @route("POST", "/examples")
         async def create_example(request: Request) -> Response:
             example = await request.json()
