@@ -46,14 +46,16 @@ def make_client(settings: Settings) -> Client:
         )
     from langsmith import Client
 
+    workspace = settings.langsmith_workspace_id
     return Client(
         api_url=settings.langsmith_endpoint,
         api_key=settings.langsmith_api_key.get_secret_value(),
+        workspace_id=str(workspace) if workspace else None,
         auto_batch_tracing=False,
     )
 
 
-_clients: dict[tuple[str, str], Client] = {}
+_clients: dict[tuple[str, str, str], Client] = {}
 _clients_lock = threading.Lock()
 
 
@@ -62,11 +64,12 @@ def shared_client(settings: Settings) -> Client:
     ``/info`` (and a ``/sessions``) request each, and pinned a session until exit. Closed
     when the process exits."""
     key = settings.langsmith_api_key.get_secret_value() if settings.langsmith_api_key else ""
+    account = (settings.langsmith_endpoint, key, str(settings.langsmith_workspace_id or ""))
     with _clients_lock:
-        client = _clients.get((settings.langsmith_endpoint, key))
+        client = _clients.get(account)
         if client is None:
             client = make_client(settings)
-            _clients[settings.langsmith_endpoint, key] = client
+            _clients[account] = client
             atexit.register(client.close, timeout=0)
         return client
 

@@ -14,6 +14,7 @@ a message naming the variable. Nothing else in ``receiver/`` reads ``os.environ`
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Self, get_args
@@ -172,6 +173,10 @@ class Settings(EnvSettings):
     langsmith_api_key: SecretStr | None = Field(None, validation_alias="LANGSMITH_API_KEY")
     langsmith_endpoint: str = Field(
         "https://api.smith.langchain.com", validation_alias="LANGSMITH_ENDPOINT"
+    )
+    # The workspace an organization-scoped key acts in (sent as X-Tenant-Id).
+    langsmith_workspace_id: uuid.UUID | None = Field(
+        None, validation_alias="LANGSMITH_WORKSPACE_ID"
     )
     langsmith_web_url: str = Field(
         "https://smith.langchain.com", validation_alias="LANGSMITH_WEB_URL"

@@ -126,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
         "--langsmith-secret-name", default=os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
     )
     parser.add_argument(
+        "--langsmith-workspace-id",
+        default=os.environ.get("LANGSMITH_WORKSPACE_ID"),
+        help="the workspace of an organization-scoped key, stored as LANGSMITH_WORKSPACE_ID",
+    )
+    parser.add_argument(
         "--langsmith-endpoint",
         default=os.environ.get("LANGSMITH_ENDPOINT"),
         help="self-hosted or EU API URL, stored as LANGSMITH_ENDPOINT (default: cloud, US)",
@@ -150,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
             langsmith = {"LANGSMITH_API_KEY": langsmith_key()}
             if args.langsmith_endpoint:
                 langsmith["LANGSMITH_ENDPOINT"] = args.langsmith_endpoint
+            if args.langsmith_workspace_id:
+                langsmith["LANGSMITH_WORKSPACE_ID"] = args.langsmith_workspace_id
         values = {"LS_WEBHOOK": ",".join(webhook_secrets)}
         if state.signing_secrets:  # the secret is replaced as a whole: keep them in it
             values["LS_SIGNING_SECRETS"] = ",".join(state.signing_secrets)

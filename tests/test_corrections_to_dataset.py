@@ -328,3 +328,14 @@ def test_a_newer_correction_updates_the_example_an_older_one_made(emulator, capl
     assert "created=0 updated=1 already_present=0" in caplog.text
     assert "created=0 updated=0 already_present=1" in caplog.text
     assert len(emulator.calls("PATCH", "/examples/bulk")) == 1
+
+
+def test_an_organization_scoped_key_acts_in_langsmith_workspace_id(emulator):
+    workspace = str(uuid.uuid4())
+    emulator.org_keys["lsv2_org_key"] = workspace
+    payload = corrected_payload(1, emulator)
+    with pytest.raises(Exception, match="403"):
+        run_handler(emulator, payload, LANGSMITH_API_KEY="lsv2_org_key")
+    scoped = {"LANGSMITH_API_KEY": "lsv2_org_key", "LANGSMITH_WORKSPACE_ID": workspace}
+    run_handler(emulator, payload, **scoped)
+    assert len(emulator.examples_in(DATASET)) == 1

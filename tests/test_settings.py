@@ -28,6 +28,7 @@ BAD_VALUES = {
     "WEBHOOK_EXTRA_SECRETS": "slack, bad name",
     "WEBHOOK_DICT_NAME": "d" * 53,  # the Queue's name made from it would pass Modal's 64
     "WEBHOOK_DEAD_RETENTION_DAYS": "0",
+    "LANGSMITH_WORKSPACE_ID": "my-workspace",
     "WEBHOOK_MIN_CONTAINERS": "11",
     "WEBHOOK_PROXY_AUTH": "maybe",
     "MODAL_PROXY_KEY": "ak-not-a-proxy-token",

@@ -96,6 +96,16 @@ def test_create_secrets_creates_both_secrets_through_a_private_temp_file(workdir
     assert stat.S_IMODE((workdir / ".webhook-state.json").stat().st_mode) == 0o600
 
 
+def test_create_secrets_stores_the_workspace_of_an_organization_scoped_key(workdir, modal_env):
+    env, log = modal_env
+    workspace = "0b2c6f4e-8a55-4b8e-9d7c-2f6a1c3e5d70"
+    langsmith = {"LANGSMITH_API_KEY": API_KEY, "LANGSMITH_WORKSPACE_ID": workspace}
+    result = run("create_secrets.py", cwd=workdir, env={**env, **langsmith})
+    assert result.returncode == 0, result.stderr
+    _, langsmith_call = fake_modal.calls(log)
+    assert langsmith_call["json"] == langsmith
+
+
 def test_two_runs_make_two_different_secrets(workdir, modal_env):
     env, log = modal_env
     for _ in range(2):

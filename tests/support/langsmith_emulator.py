@@ -66,6 +66,9 @@ class Emulator:
     triggered: list[str] = field(default_factory=list)
     requests: list[tuple[str, str, str]] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    # Organization-scoped API keys, by the workspace they may act in: LangSmith refuses
+    # such a key without that workspace's X-Tenant-Id header.
+    org_keys: dict[str, str] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- what tests call -------------------------------------------------------------
@@ -149,6 +152,10 @@ class Emulator:
             self.requests.append((request.method, path, request.url.query))
             if path.startswith("/runs/rules") and not request.headers.get("x-api-key"):
                 return JSONResponse({"detail": "missing x-api-key"}, 401)
+            workspace = self.org_keys.get(request.headers.get("x-api-key", ""))
+            if workspace and request.headers.get("x-tenant-id") != workspace:
+                detail = "an organization-scoped key needs the X-Tenant-Id of a workspace"
+                return JSONResponse({"detail": detail}, 403)
             if int(request.headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
                 return JSONResponse({"detail": "request entity too large"}, 413)
             if self.latency:
