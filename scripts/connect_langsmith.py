@@ -36,14 +36,17 @@ from receiver.settings import Settings, SettingsError
 from receiver.sources import SOURCES
 
 RULES_PATH = "/runs/rules"
-# Fields LangSmith's PATCH /runs/rules/{id} accepts; the rule's own values are sent back
-# with the new webhooks, so nothing else about the rule changes.
+# The fields of LangSmith's rule update schema (PATCH /runs/rules/{id} takes the create
+# schema and replaces the rule: a field not sent takes its default). The rule's own values
+# are sent back with the new webhooks, and the rule is read again to check that nothing
+# else changed.
 PATCHABLE_FIELDS = (
     "display_name", "session_id", "dataset_id", "is_enabled", "sampling_rate", "filter",
     "trace_filter", "tree_filter", "backfill_from", "use_corrections_dataset",
     "num_few_shot_examples", "extend_only", "transient", "add_to_annotation_queue_id",
     "add_to_dataset_id", "add_to_dataset_prefer_correction", "evaluators", "code_evaluators",
-    "alerts", "webhooks", "evaluator_version", "include_extended_stats",
+    "evaluator_id", "alerts", "webhooks", "evaluator_version", "include_extended_stats",
+    "group_by", "spend_limit",
 )  # fmt: skip
 
 
@@ -84,6 +87,17 @@ def patch_body(rule: dict, webhooks: list[dict]) -> dict:
     return _without_nulls({**body, "webhooks": webhooks})
 
 
+def _changed(before: dict, after: dict) -> list[str]:
+    """The fields, other than the webhooks, that ``before`` set and ``after`` does not keep."""
+    return sorted(
+        name
+        for name in PATCHABLE_FIELDS
+        if name != "webhooks"
+        and before.get(name) is not None
+        and _without_nulls(after.get(name)) != _without_nulls(before[name])
+    )
+
+
 class Rules:
     """LangSmith's automation-rule endpoints, through the SDK's authenticated requests."""
 
@@ -118,6 +132,14 @@ class Rules:
         if webhooks == (rule.get("webhooks") or []):
             return False
         self._request("PATCH", f"{RULES_PATH}/{rule['id']}", json=patch_body(rule, webhooks))
+        after = self.find(rule["id"])
+        changed = _changed(rule, after)
+        if changed or after.get("webhooks") != webhooks:
+            raise CliError(
+                ExitCode.FAILED,
+                f"the rule changed beyond its webhooks: {', '.join(changed) or 'webhooks'}"
+                " (check it in the LangSmith UI)",
+            )
         return True
 
     def trigger(self, rule: dict) -> None:

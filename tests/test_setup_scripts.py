@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -320,6 +321,36 @@ def test_connect_adds_our_webhook_keeps_the_others_and_is_idempotent(workdir, la
     assert second.returncode == 0
     assert "already connected" in second.stdout
     assert len(emulator.calls("PATCH")) == 1
+
+
+def test_connect_keeps_evaluators_group_by_and_spend_limit_of_a_rule(workdir, langsmith):
+    """The rules PATCH replaces the rule: a field not sent takes its default. All of the
+    update schema's fields the rule carries are sent back, and the rule is read again."""
+    emulator, env = langsmith
+    evaluator = str(uuid.uuid4())
+    fields = {
+        "evaluator_id": evaluator,
+        "evaluators": [{"structured": {"prompt": [["system", "grade it"]], "model": {}}}],
+        "group_by": "thread_id",
+        "spend_limit": {"amount_usd": 25, "period": "week"},
+        "is_enabled": False,
+    }
+    rule = emulator.add_rule("graded", [], **fields)
+    result = run("connect_langsmith.py", "--rule", "graded", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr
+    after = emulator.rules[rule["id"]]
+    assert {name: after[name] for name in fields} == fields
+    assert [hook["url"] for hook in after["webhooks"]] == ["https://acme--hooks-web.modal.run"]
+
+
+def test_connect_fails_loudly_when_the_update_changed_more_than_the_webhooks(workdir, langsmith):
+    """A LangSmith whose update schema lost a field resets it: the re-read catches it."""
+    emulator, env = langsmith
+    emulator.add_rule("graded", [], group_by="thread_id")
+    emulator.rule_fields_ignored.add("group_by")
+    result = run("connect_langsmith.py", "--rule", "graded", cwd=workdir, env=env)
+    assert result.returncode == 1
+    assert "the rule changed beyond its webhooks: group_by" in result.stderr
 
 
 def test_connect_replaces_our_old_webhook_after_a_rotation(workdir, langsmith):

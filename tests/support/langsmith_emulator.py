@@ -34,6 +34,18 @@ from fastapi.responses import JSONResponse
 from support.live_server import uvicorn_in_thread
 
 API_PREFIXES = ("", "/api/v1")
+# A rule update (PATCH /runs/rules/{id}) takes LangSmith's create schema and *replaces* the
+# rule: a field not sent takes its default. Required fields, then the defaults of the others.
+RULE_REQUIRED = ("display_name", "sampling_rate")
+RULE_DEFAULTS = {
+    "session_id": None, "is_enabled": True, "dataset_id": None, "filter": None,
+    "trace_filter": None, "tree_filter": None, "backfill_from": None,
+    "use_corrections_dataset": False, "num_few_shot_examples": None, "extend_only": False,
+    "transient": False, "add_to_annotation_queue_id": None, "add_to_dataset_id": None,
+    "add_to_dataset_prefer_correction": False, "evaluators": None, "code_evaluators": None,
+    "evaluator_id": None, "alerts": None, "webhooks": None, "evaluator_version": None,
+    "include_extended_stats": False, "group_by": None, "spend_limit": None,
+}  # fmt: skip
 MAX_REQUEST_BYTES = 20_000_000  # what the SDK batches examples under; larger is refused
 
 
@@ -69,6 +81,7 @@ class Emulator:
     # Organization-scoped API keys, by the workspace they may act in: LangSmith refuses
     # such a key without that workspace's X-Tenant-Id header.
     org_keys: dict[str, str] = field(default_factory=dict)
+    rule_fields_ignored: set[str] = field(default_factory=set)  # an older update schema
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- what tests call -------------------------------------------------------------
@@ -112,9 +125,10 @@ class Emulator:
             return f"/api/v1/public/download?jwt={name}"
         return f"{self.url}blobs/{name}?X-Amz-Expires=3600&X-Amz-Signature=test"
 
-    def add_rule(self, name: str, webhooks: list[dict] | None = None) -> dict:
-        """Store an automation rule with the given webhooks."""
+    def add_rule(self, name: str, webhooks: list[dict] | None = None, **fields: Any) -> dict:
+        """Store an automation rule with the given webhooks (and any other ``fields``)."""
         rule = {
+            **RULE_DEFAULTS,
             "id": str(uuid.uuid4()),
             "display_name": name,
             "session_id": str(uuid.uuid4()),
@@ -123,6 +137,7 @@ class Emulator:
             "webhooks": webhooks or [],
             "created_at": _now(),
             "updated_at": _now(),
+            **fields,
         }
         self.rules[rule["id"]] = rule
         return rule
@@ -287,11 +302,15 @@ class Emulator:
         async def patch_rule(rule_id: str, request: Request) -> Response:
             if rule_id not in self.rules:
                 return JSONResponse({"detail": "rule not found"}, 404)
-            self.rules[rule_id] = {
-                **self.rules[rule_id],
-                **(await request.json()),
-                "updated_at": _now(),
-            }
+            body = await request.json()
+            missing = [name for name in RULE_REQUIRED if name not in body]
+            unknown = sorted(set(body) - set(RULE_REQUIRED) - set(RULE_DEFAULTS))
+            if missing or unknown:
+                return JSONResponse({"detail": f"missing {missing}, unknown {unknown}"}, 422)
+            rule = self.rules[rule_id]
+            kept = {k: rule[k] for k in ("id", "created_at", "tenant_id") if k in rule}
+            body = {k: v for k, v in body.items() if k not in self.rule_fields_ignored}
+            self.rules[rule_id] = {**RULE_DEFAULTS, **body, **kept, "updated_at": _now()}
             return JSONResponse(self.rules[rule_id])
 
         @route("POST", "/runs/rules/{rule_id}/trigger")
