@@ -339,3 +339,30 @@ def test_an_organization_scoped_key_acts_in_langsmith_workspace_id(emulator):
     scoped = {"LANGSMITH_API_KEY": "lsv2_org_key", "LANGSMITH_WORKSPACE_ID": workspace}
     run_handler(emulator, payload, **scoped)
     assert len(emulator.examples_in(DATASET)) == 1
+
+
+def test_langsmith_committing_then_failing_with_503_still_ends_with_each_example_once(
+    emulator, caplog
+):
+    """The write lands, the answer is lost: the SDK re-sends, meets a 409, and the handler
+    finds the examples there instead of failing the delivery."""
+    payload = corrected_payload(3, emulator)
+    emulator.fail("/examples/bulk", 503, times=1, after_work=True)
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    assert len(emulator.examples_in(DATASET)) == 3
+    assert len(emulator.calls("POST", "/examples/bulk")) == 2  # the re-send met the 409
+    assert "created=0 updated=0 already_present=3" in caplog.text
+
+
+def test_the_emulator_is_as_strict_as_langsmith_on_keys_and_ids(emulator):
+    """An emulator that accepts what LangSmith refuses hides bugs."""
+    import httpx
+
+    api = emulator.api_url
+    key = {"x-api-key": "lsv2_test_key"}
+    assert httpx.get(f"{api}/datasets").status_code == 401  # every API route wants a key
+    assert httpx.get(f"{api}/datasets/not-a-uuid", headers=key).status_code == 422
+    assert httpx.get(f"{api}/feedback?run=not-a-uuid", headers=key).status_code == 422
+    assert httpx.get(f"{api}/examples?id=1", headers=key).status_code == 422
+    assert httpx.get(f"{api}/info", headers=key).status_code == 200

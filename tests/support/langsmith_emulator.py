@@ -10,8 +10,14 @@ paging); feedback
 (``GET /runs/rules``, ``PATCH /runs/rules/{id}``, ``POST /runs/rules/{id}/trigger``, also
 under ``/api/v1``); and presigned blobs (``GET /blobs/{name}``, 403 once expired, like S3).
 
-Tests inject latency (``emulator.latency``), failures (``emulator.fail(...)``) and read
-the request log (``emulator.requests``).
+As strict as LangSmith where the project's code could go wrong: every API route wants
+``x-api-key`` (an organization-scoped key also ``X-Tenant-Id``), ids must be UUIDs, a
+request over 20 MB is refused, a rule update replaces the rule (required fields, defaults
+for the others), an example update names existing examples only.
+
+Tests inject latency (``emulator.latency``), failures (``emulator.fail(...)``, before the
+work or after it: "committed, then answered 5xx") and read the request log
+(``emulator.requests``).
 
     with running_emulator() as emulator:
         client = langsmith.Client(api_url=emulator.url, api_key="test", auto_batch_tracing=False)
@@ -46,6 +52,7 @@ RULE_DEFAULTS = {
     "evaluator_id": None, "alerts": None, "webhooks": None, "evaluator_version": None,
     "include_extended_stats": False, "group_by": None, "spend_limit": None,
 }  # fmt: skip
+UNAUTHENTICATED = ("/blobs/", "/public/download", "/_admin/")  # signed URLs; test admin
 MAX_REQUEST_BYTES = 20_000_000  # what the SDK batches examples under; larger is refused
 
 
@@ -55,12 +62,15 @@ def _now() -> str:
 
 @dataclass
 class Failure:
-    """Answer ``status`` to the next ``times`` requests whose path starts with ``path``."""
+    """Answer ``status`` to the next ``times`` requests whose path starts with ``path``:
+    before doing anything, or, with ``after_work``, once the request has taken effect (a
+    server that committed, then failed to answer: the SDK's re-send meets a 409)."""
 
     path: str
     status: int
     times: int
     retry_after: str | None = None
+    after_work: bool = False
 
 
 @dataclass
@@ -90,9 +100,17 @@ class Emulator:
         """The URL to give ``langsmith.Client(api_url=...)`` or ``LANGSMITH_ENDPOINT``."""
         return self.url.rstrip("/")
 
-    def fail(self, path: str, status: int, times: int = 1, retry_after: str | None = None) -> None:
+    def fail(
+        self,
+        path: str,
+        status: int,
+        times: int = 1,
+        retry_after: str | None = None,
+        *,
+        after_work: bool = False,
+    ) -> None:
         """Make the next ``times`` requests under ``path`` answer ``status``."""
-        self.failures.append(Failure(path, status, times, retry_after))
+        self.failures.append(Failure(path, status, times, retry_after, after_work))
 
     def add_feedback(self, run_id: Any, key: str, **fields: Any) -> dict:
         """Store one feedback on ``run_id``; ``created_at`` defaults to now."""
@@ -165,7 +183,7 @@ class Emulator:
         async def log_delay_and_fail(request: Request, call_next: Any) -> Response:
             path = request.url.path.removeprefix("/api/v1")
             self.requests.append((request.method, path, request.url.query))
-            if path.startswith("/runs/rules") and not request.headers.get("x-api-key"):
+            if not path.startswith(UNAUTHENTICATED) and not request.headers.get("x-api-key"):
                 return JSONResponse({"detail": "missing x-api-key"}, 401)
             workspace = self.org_keys.get(request.headers.get("x-api-key", ""))
             if workspace and request.headers.get("x-tenant-id") != workspace:
@@ -175,12 +193,16 @@ class Emulator:
                 return JSONResponse({"detail": "request entity too large"}, 413)
             if self.latency:
                 await asyncio.sleep(self.latency)
-            for failure in self.failures:
-                if failure.times > 0 and path.startswith(failure.path):
-                    failure.times -= 1
-                    headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
-                    return JSONResponse({"detail": "injected"}, failure.status, headers=headers)
-            return await call_next(request)
+            failure = next(
+                (f for f in self.failures if f.times > 0 and path.startswith(f.path)), None
+            )
+            if failure is None:
+                return await call_next(request)
+            failure.times -= 1
+            if failure.after_work:
+                await call_next(request)  # it takes effect; the answer is lost
+            headers = {"Retry-After": failure.retry_after} if failure.retry_after else {}
+            return JSONResponse({"detail": "injected"}, failure.status, headers=headers)
 
         def route(method: str, path: str) -> Any:
             def register(func: Any) -> Any:
@@ -203,7 +225,8 @@ class Emulator:
             return [d for d in self.datasets.values() if name is None or d["name"] == name]
 
         @route("GET", "/datasets/{dataset_id}")
-        async def read_dataset(dataset_id: str) -> Response:
+        async def read_dataset(dataset_id: uuid.UUID) -> Response:
+            dataset_id = str(dataset_id)
             if dataset_id not in self.datasets:
                 return JSONResponse({"detail": "not found"}, 404)
             return JSONResponse(self.datasets[dataset_id])
@@ -273,9 +296,11 @@ class Emulator:
             return items[offset : offset + limit]
 
         @route("GET", "/examples")
-        async def list_examples(request: Request) -> list:
-            ids = set(request.query_params.getlist("id"))
+        async def list_examples(request: Request) -> Any:
+            ids = _uuids(request.query_params.getlist("id"))
             dataset = request.query_params.get("dataset")
+            if ids is None:
+                return JSONResponse({"detail": "id must be UUIDs"}, 422)
             found = [
                 e
                 for e in self.examples.values()
@@ -284,8 +309,10 @@ class Emulator:
             return page(found, request)
 
         @route("GET", "/feedback")
-        async def list_feedback(request: Request) -> list:
-            runs = set(request.query_params.getlist("run"))
+        async def list_feedback(request: Request) -> Any:
+            runs = _uuids(request.query_params.getlist("run"))
+            if runs is None:
+                return JSONResponse({"detail": "run must be UUIDs"}, 422)
             keys = set(request.query_params.getlist("key"))
             found = [
                 f
@@ -299,7 +326,8 @@ class Emulator:
             return list(self.rules.values())
 
         @route("PATCH", "/runs/rules/{rule_id}")
-        async def patch_rule(rule_id: str, request: Request) -> Response:
+        async def patch_rule(rule_id: uuid.UUID, request: Request) -> Response:
+            rule_id = str(rule_id)
             if rule_id not in self.rules:
                 return JSONResponse({"detail": "rule not found"}, 404)
             body = await request.json()
@@ -314,7 +342,8 @@ class Emulator:
             return JSONResponse(self.rules[rule_id])
 
         @route("POST", "/runs/rules/{rule_id}/trigger")
-        async def trigger_rule(rule_id: str) -> Response:
+        async def trigger_rule(rule_id: uuid.UUID) -> Response:
+            rule_id = str(rule_id)
             if rule_id not in self.rules:
                 return JSONResponse({"detail": "rule not found"}, 404)
             self.triggered.append(rule_id)
@@ -363,6 +392,14 @@ class Emulator:
             return JSONResponse(self.blobs[name])
 
         return app
+
+
+def _uuids(values: list[str]) -> set[str] | None:
+    """The values as canonical UUID strings, or None if one is no UUID (LangSmith: 422)."""
+    try:
+        return {str(uuid.UUID(value)) for value in values}
+    except ValueError:
+        return None
 
 
 @contextmanager
