@@ -17,9 +17,12 @@ from receiver.sources import RulePayload
 DATASET = "corrections-under-test"
 
 
-@pytest.fixture
-def emulator():
+@pytest.fixture(params=["json", "multipart"])
+def emulator(request):
+    """The emulated LangSmith, once with each example write path the SDK takes: JSON
+    (`/examples/bulk`), and multipart, when `/info` says the instance has it."""
     with running_emulator() as emulator:
+        emulator.multipart = request.param == "multipart"
         yield emulator
 
 
@@ -183,7 +186,7 @@ def test_1000_runs_take_a_bounded_number_of_api_calls_in_one_batch(emulator):
     feedback_calls = emulator.calls("GET", "/feedback")
     assert 10 <= len(feedback_calls) <= 20  # 100 run ids a request (+1 page when exactly full)
     assert max(query.count("run=") for _, _, query in feedback_calls) <= 100
-    assert len(emulator.calls("POST", "/examples/bulk")) <= 2
+    assert len(emulator.example_writes("POST")) <= 2
     assert len(emulator.requests) <= 30
 
 
@@ -197,7 +200,7 @@ def test_langsmith_failing_with_503_then_recovering_creates_the_examples_once(
     emulator, make_settings, open_client
 ):
     payload = corrected_payload(3, emulator)
-    emulator.fail("/examples/bulk", 503, times=5)  # more than the SDK's own 3 retries
+    emulator.fail(emulator.example_write_path, 503, times=5)  # more than the SDK's 3 retries
     settings = make_settings(
         handlers=("handlers.corrections_to_dataset",),
         env=langsmith_env(emulator),
@@ -327,7 +330,7 @@ def test_a_newer_correction_updates_the_example_an_older_one_made(emulator, capl
     assert example["metadata"]["feedback_at"].startswith("2024-03-01")
     assert "created=0 updated=1 already_present=0" in caplog.text
     assert "created=0 updated=0 already_present=1" in caplog.text
-    assert len(emulator.calls("PATCH", "/examples/bulk")) == 1
+    assert len(emulator.example_writes("PATCH")) == 1
 
 
 def test_an_organization_scoped_key_acts_in_langsmith_workspace_id(emulator):
@@ -347,11 +350,11 @@ def test_langsmith_committing_then_failing_with_503_still_ends_with_each_example
     """The write lands, the answer is lost: the SDK re-sends, meets a 409, and the handler
     finds the examples there instead of failing the delivery."""
     payload = corrected_payload(3, emulator)
-    emulator.fail("/examples/bulk", 503, times=1, after_work=True)
+    emulator.fail(emulator.example_write_path, 503, times=1, after_work=True)
     with caplog.at_level(logging.INFO):
         run_handler(emulator, payload)
     assert len(emulator.examples_in(DATASET)) == 3
-    assert len(emulator.calls("POST", "/examples/bulk")) == 2  # the re-send met the 409
+    assert len(emulator.example_writes("POST")) == 2  # the re-send met the 409
     assert "created=0 updated=0 already_present=3" in caplog.text
 
 
@@ -366,3 +369,12 @@ def test_the_emulator_is_as_strict_as_langsmith_on_keys_and_ids(emulator):
     assert httpx.get(f"{api}/feedback?run=not-a-uuid", headers=key).status_code == 422
     assert httpx.get(f"{api}/examples?id=1", headers=key).status_code == 422
     assert httpx.get(f"{api}/info", headers=key).status_code == 200
+
+
+def test_examples_are_written_where_info_says_the_instance_takes_them(emulator):
+    run_handler(emulator, corrected_payload(2, emulator))
+    [write] = emulator.example_writes("POST")
+    assert write[1].startswith(emulator.example_write_path)
+    assert len(emulator.examples_in(DATASET)) == 2
+    assert all(e["outputs"] == {"answer": f"fixed {e['source_run_id']}"}
+               for e in emulator.examples_in(DATASET))  # fmt: skip

@@ -26,12 +26,15 @@ work or after it: "committed, then answered 5xx") and read the request log
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.parser import BytesParser
+from email.policy import HTTP
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -92,6 +95,9 @@ class Emulator:
     # such a key without that workspace's X-Tenant-Id header.
     org_keys: dict[str, str] = field(default_factory=dict)
     rule_fields_ignored: set[str] = field(default_factory=set)  # an older update schema
+    # LangSmith's /info advertises the multipart examples endpoint; the SDK then writes
+    # examples there (multipart POST/PATCH /v1/platform/datasets/{id}/examples), not as JSON.
+    multipart: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- what tests call -------------------------------------------------------------
@@ -170,6 +176,20 @@ class Emulator:
             if (method is None or call[0] == method) and (path is None or call[1].startswith(path))
         ]
 
+    @property
+    def example_write_path(self) -> str:
+        """Where the SDK writes examples to this emulator (a path prefix, for ``fail``)."""
+        return "/v1/platform/datasets/" if self.multipart else "/examples/bulk"
+
+    def example_writes(self, method: str) -> list[tuple[str, str, str]]:
+        """Requests that create (POST) or update (PATCH) examples, on either write path."""
+        return [
+            call
+            for call in self.calls(method)
+            if call[1] == "/examples/bulk"
+            or (call[1].endswith(("/examples",)) and "/platform/datasets/" in call[1])
+        ]
+
     def examples_in(self, dataset_name: str) -> list[dict]:
         """The examples stored in the dataset named ``dataset_name``."""
         ids = [d["id"] for d in self.datasets.values() if d["name"] == dataset_name]
@@ -214,7 +234,8 @@ class Emulator:
 
         @route("GET", "/info")
         async def info() -> dict:
-            return {"version": "emulator", "instance_flags": {}}
+            flags = {"dataset_examples_multipart_enabled": self.multipart}
+            return {"version": "emulator", "instance_flags": flags}
 
         @route("GET", "/sessions")
         async def sessions() -> list:
@@ -278,6 +299,42 @@ class Emulator:
                     example["modified_at"] = _now()
             ids = [update["id"] for update in body]
             return JSONResponse({"message": f"{len(ids)} examples updated", "count": len(ids)})
+
+        async def multipart_examples(dataset_id: uuid.UUID, request: Request) -> Response:
+            """The multipart examples endpoint: a part ``{id}`` (the example's fields as
+            JSON), ``{id}.inputs`` and ``{id}.outputs`` per example. POST creates (409 and
+            nothing stored if one exists), PATCH updates (404 if one does not)."""
+            if not self.multipart:
+                return JSONResponse({"detail": "Not Found"}, 404)
+            parts = _multipart(request.headers.get("content-type", ""), await request.body())
+            if parts is None:
+                return JSONResponse({"detail": "not a multipart/form-data body"}, 422)
+            examples: dict[str, dict] = {}
+            for name, value in parts.items():
+                example_id, _, field_name = name.partition(".")
+                if _uuids([example_id]) is None or field_name not in ("", "inputs", "outputs"):
+                    return JSONResponse({"detail": f"unexpected part {name!r}"}, 422)
+                fields = examples.setdefault(str(uuid.UUID(example_id)), {})
+                fields.update(value if field_name == "" else {field_name: value})
+            creating = request.method == "POST"
+            with self._lock:
+                clash = [i for i in examples if (i in self.examples) == creating]
+                if clash:
+                    status, what = (409, "already exist") if creating else (404, "not found")
+                    return JSONResponse({"detail": f"examples {what}: {clash[:3]}"}, status)
+                for example_id, fields in examples.items():
+                    stored = self.examples.get(example_id) or {
+                        "id": example_id,
+                        "dataset_id": str(dataset_id),
+                        "created_at": _now(),
+                    }
+                    self.examples[example_id] = {**stored, **fields, "modified_at": _now()}
+            return JSONResponse({"count": len(examples), "example_ids": list(examples)})
+
+        # The SDK appends /platform/... to an API URL ending in /v1, else /v1/platform/...
+        for path in ("/v1/platform/datasets/{dataset_id}/examples",
+                     "/api/v1/platform/datasets/{dataset_id}/examples"):  # fmt: skip
+            app.add_api_route(path, multipart_examples, methods=["POST", "PATCH"])
 
         @route("POST", "/examples")
         async def create_example(request: Request) -> Response:
@@ -392,6 +449,19 @@ class Emulator:
             return JSONResponse(self.blobs[name])
 
         return app
+
+
+def _multipart(content_type: str, body: bytes) -> dict[str, Any] | None:
+    """The JSON parts of a multipart/form-data body, by name (the stdlib's MIME parser)."""
+    if not content_type.startswith("multipart/form-data"):
+        return None
+    head = f"Content-Type: {content_type}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    parts = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        parts[name] = json.loads(part.get_payload(decode=True))
+    return parts
 
 
 def _uuids(values: list[str]) -> set[str] | None:
