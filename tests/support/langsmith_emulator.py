@@ -190,6 +190,24 @@ class Emulator:
             or (call[1].endswith(("/examples",)) and "/platform/datasets/" in call[1])
         ]
 
+    def write_examples(self, examples: dict[str, dict], *, creating: bool) -> Response | None:
+        """Create (409, and nothing stored, if one id exists) or update (404 if one does not)
+        ``examples``, by id: all of them or none, as LangSmith does. None when done."""
+        with self._lock:
+            clash = [i for i in examples if (i in self.examples) == creating]
+            if clash:
+                status, what = (409, "already exist") if creating else (404, "not found")
+                return JSONResponse({"detail": f"examples {what}: {clash[:3]}"}, status)
+            for example_id, fields in examples.items():
+                stored = self.examples.get(example_id) or {"id": example_id, "created_at": _now()}
+                self.examples[example_id] = {
+                    **stored,
+                    **fields,
+                    "id": example_id,
+                    "modified_at": _now(),
+                }
+        return None
+
     def examples_in(self, dataset_name: str) -> list[dict]:
         """The examples stored in the dataset named ``dataset_name``."""
         ids = [d["id"] for d in self.datasets.values() if d["name"] == dataset_name]
@@ -271,65 +289,39 @@ class Emulator:
         @route("POST", "/examples/bulk")
         async def create_examples(request: Request) -> Response:
             body = await request.json()
-            with self._lock:
-                taken = [e["id"] for e in body if e.get("id") in self.examples]
-                if taken:
-                    return JSONResponse({"detail": f"examples already exist: {taken[:3]}"}, 409)
-                stored = []
-                for example in body:
-                    example = {**example, "id": example.get("id") or str(uuid.uuid4())}
-                    example.setdefault("created_at", _now())
-                    self.examples[example["id"]] = example
-                    stored.append(example)
-            return JSONResponse(stored)
+            examples = {example.get("id") or str(uuid.uuid4()): example for example in body}
+            refused = self.write_examples(examples, creating=True)
+            return refused or JSONResponse([self.examples[i] for i in examples])
 
         @route("PATCH", "/examples/bulk")
         async def update_examples(request: Request) -> Response:
             """Each update replaces the fields it names; an unknown id fails the request."""
-            body = await request.json()
-            with self._lock:
-                unknown = [u.get("id") for u in body if u.get("id") not in self.examples]
-                if unknown:
-                    return JSONResponse({"detail": f"examples not found: {unknown[:3]}"}, 404)
-                for update in body:
-                    example = self.examples[update["id"]]
-                    for name in ("inputs", "outputs", "metadata", "split"):
-                        if name in update:
-                            example[name] = update[name]
-                    example["modified_at"] = _now()
-            ids = [update["id"] for update in body]
-            return JSONResponse({"message": f"{len(ids)} examples updated", "count": len(ids)})
+            updates = {update.get("id"): update for update in await request.json()}
+            refused = self.write_examples(updates, creating=False)
+            count = len(updates)
+            return refused or JSONResponse({"message": f"{count} examples updated", "count": count})
 
         async def multipart_examples(dataset_id: uuid.UUID, request: Request) -> Response:
             """The multipart examples endpoint: a part ``{id}`` (the example's fields as
-            JSON), ``{id}.inputs`` and ``{id}.outputs`` per example. POST creates (409 and
-            nothing stored if one exists), PATCH updates (404 if one does not)."""
+            JSON), ``{id}.inputs`` and ``{id}.outputs`` per example. POST creates, PATCH
+            updates, as the JSON endpoints do."""
             if not self.multipart:
                 return JSONResponse({"detail": "Not Found"}, 404)
             parts = _multipart(request.headers.get("content-type", ""), await request.body())
             if parts is None:
                 return JSONResponse({"detail": "not a multipart/form-data body"}, 422)
+            creating = request.method == "POST"
             examples: dict[str, dict] = {}
             for name, value in parts.items():
                 example_id, _, field_name = name.partition(".")
                 if _uuids([example_id]) is None or field_name not in ("", "inputs", "outputs"):
                     return JSONResponse({"detail": f"unexpected part {name!r}"}, 422)
-                fields = examples.setdefault(str(uuid.UUID(example_id)), {})
+                fields = examples.setdefault(
+                    str(uuid.UUID(example_id)), {"dataset_id": str(dataset_id)} if creating else {}
+                )
                 fields.update(value if field_name == "" else {field_name: value})
-            creating = request.method == "POST"
-            with self._lock:
-                clash = [i for i in examples if (i in self.examples) == creating]
-                if clash:
-                    status, what = (409, "already exist") if creating else (404, "not found")
-                    return JSONResponse({"detail": f"examples {what}: {clash[:3]}"}, status)
-                for example_id, fields in examples.items():
-                    stored = self.examples.get(example_id) or {
-                        "id": example_id,
-                        "dataset_id": str(dataset_id),
-                        "created_at": _now(),
-                    }
-                    self.examples[example_id] = {**stored, **fields, "modified_at": _now()}
-            return JSONResponse({"count": len(examples), "example_ids": list(examples)})
+            refused = self.write_examples(examples, creating=creating)
+            return refused or JSONResponse({"count": len(examples), "example_ids": list(examples)})
 
         # The SDK appends /platform/... to an API URL ending in /v1, else /v1/platform/...
         for path in ("/v1/platform/datasets/{dataset_id}/examples",
@@ -339,13 +331,9 @@ class Emulator:
         @route("POST", "/examples")
         async def create_example(request: Request) -> Response:
             example = await request.json()
-            with self._lock:
-                example = {**example, "id": example.get("id") or str(uuid.uuid4())}
-                if example["id"] in self.examples:
-                    return JSONResponse({"detail": "example already exists"}, 409)
-                example.setdefault("created_at", _now())
-                self.examples[example["id"]] = example
-            return JSONResponse(example)
+            example_id = example.get("id") or str(uuid.uuid4())
+            refused = self.write_examples({example_id: example}, creating=True)
+            return refused or JSONResponse(self.examples[example_id])
 
         def page(items: list, request: Request) -> list:
             offset = int(request.query_params.get("offset", 0))
