@@ -105,8 +105,6 @@ def create_modal_app(settings: Settings, store: ModalDictStore, spawn: Spawn) ->
 
 
 CLAIM_WAITS = 4  # lease periods a `process` call waits for another owner's claim to end
-
-
 RECORD_WAIT_SECONDS = 10.0  # how long a call waits for the record it was spawned alongside
 
 

@@ -17,7 +17,7 @@ use) and removes those older than the retention.
 Buckets are cleared only after everything in them was handled, and the cursor moves after
 the clear: a sweeper that dies midway does them again (each step is idempotent).
 
-    report = await sweep(store, spawn=process.spawn.aio, call_alive=alive, settings=settings)
+    report = await sweep(store, spawn=process.spawn.aio, call_alive=alive, retention_days=30)
 """
 
 from __future__ import annotations

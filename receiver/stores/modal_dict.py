@@ -261,30 +261,26 @@ class ModalDictStore:
     ) -> list[DeliveryRecord]:
         """Newest first: the buckets the sweeper has not drained yet, then the listing's
         hours, newest first, read only as far as the page needs."""
-
-        def wanted(summary: dict) -> bool:
-            return source in (None, summary["source"]) and (
-                route is None or route in summary["routes"]
-            )
-
         chosen: dict[str, dict] = {}
-        unswept = await self.unswept(ahead=False)
-        for summary in sorted(unswept, key=lambda each: each["received_at"], reverse=True):
-            if len(chosen) < limit and wanted(summary):
-                chosen.setdefault(summary["id"], summary)
-        if len(chosen) < limit:
-            hours = await self._call(self.entries.get.aio("list:hours")) or {}
-            for hour in sorted(hours, reverse=True):
-                for chunk in range(hours[hour] - 1, -1, -1):
-                    entries = await self._call(self.entries.get.aio(f"list:{hour}:{chunk}"))
-                    for summary in sorted(
-                        entries or (), key=lambda each: each["received_at"], reverse=True
-                    ):
-                        if len(chosen) < limit and wanted(summary):
-                            chosen.setdefault(summary["id"], summary)
-                    if len(chosen) >= limit:
-                        break
+
+        def take(summaries: Iterable[dict]) -> bool:
+            """Add the newest wanted ones, up to the page; whether the page is full."""
+            for summary in sorted(summaries, key=lambda each: each["received_at"], reverse=True):
                 if len(chosen) >= limit:
+                    break
+                if source in (None, summary["source"]) and route in (None, *summary["routes"]):
+                    chosen.setdefault(summary["id"], summary)
+            return len(chosen) >= limit
+
+        if not take(await self.unswept(ahead=False)):
+            hours = await self._call(self.entries.get.aio("list:hours")) or {}
+            chunks = (
+                (hour, n)
+                for hour in sorted(hours, reverse=True)
+                for n in range(hours[hour] - 1, -1, -1)
+            )
+            for hour, n in chunks:
+                if take(await self._call(self.entries.get.aio(f"list:{hour}:{n}")) or ()):
                     break
         records = await self.with_states_all(chosen.values())
         return sorted(records, key=lambda record: record.received_at, reverse=True)
@@ -304,10 +300,9 @@ class ModalDictStore:
     async def reset_failed(self, delivery_id: str) -> list[str]:
         """Make the failed handlers pending again, and index the delivery again so that the
         sweeper follows it to its end (and takes it off the dead letters if it succeeds)."""
-        value = await self._call(self.entries.get.aio(f"delivery:{delivery_id}"))
-        if value is None:
+        record = await self.get(delivery_id)
+        if record is None:
             return []
-        record = await self.with_states(value)
         failed = [n for n, s in record.handlers.items() if s.status is HandlerStatus.FAILED]
         for name in failed:
             await self._put_state(delivery_id, name, HandlerState())
@@ -328,7 +323,7 @@ class ModalDictStore:
         cursor = await self.cursor()
         first = max(now - UNSWEPT_BUCKETS, cursor if cursor is not None else 0)
         last = now + AHEAD_BUCKETS if ahead else now
-        buckets = await asyncio.gather(*(self.bucket(b) for b in range(first, last + 1)))
+        buckets = await gather_bounded(self.bucket(b) for b in range(first, last + 1))
         return [summary for bucket in buckets for summary in bucket]
 
     # -- what the sweeper reads and writes --------------------------------------------------
