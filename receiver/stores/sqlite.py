@@ -83,13 +83,11 @@ CREATE INDEX IF NOT EXISTS handler_states_claimed ON handler_states (claim_owner
 CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (received_at);
 """
 
-_IDS_WITH = {
-    HandlerStatus.PENDING: "SELECT DISTINCT h.delivery_id FROM handler_states h"
+_IDS_WITH = {  # the status spelled in the SQL (see _ids_with); only enum constants go in
+    status: "SELECT DISTINCT h.delivery_id FROM handler_states h"  # noqa: S608
     " JOIN deliveries d ON d.id = h.delivery_id"
-    " WHERE h.status = 'pending' ORDER BY d.received_at",
-    HandlerStatus.FAILED: "SELECT DISTINCT h.delivery_id FROM handler_states h"
-    " JOIN deliveries d ON d.id = h.delivery_id"
-    " WHERE h.status = 'failed' ORDER BY d.received_at",
+    f" WHERE h.status = '{status.value}' ORDER BY d.received_at"
+    for status in (HandlerStatus.PENDING, HandlerStatus.FAILED)
 }
 _SELECT_RECORDS = (
     "SELECT d.id, d.received_at, d.source, d.subject, d.runs, d.routes,"
