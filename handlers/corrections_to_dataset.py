@@ -7,9 +7,11 @@ The documentation's reference endpoint, done right:
   position; with several corrections on a run, the newest wins; a correction that holds
   only a score (LangSmith's "audit evaluator scores") or nothing is no reference output: the
   run is skipped, counted with the reason; a run listed twice is one example;
-- a run's inputs/outputs come from the run or, when LangSmith sent them as presigned URLs
-  (``inputs_s3_urls["ROOT"]["presigned_url"]``), from a bounded GET of that URL; a run whose
-  data cannot be had is skipped and counted, the others go on;
+- a run's inputs/outputs come from the run, from its presigned URL
+  (``inputs_s3_urls["ROOT"]["presigned_url"]``: a bounded GET, from LangSmith's own hosts
+  only), or, when the body has neither or the URL expired, from LangSmith through the SDK
+  (:class:`receiver.langsmith_api.RunData`); a run whose data cannot be had anywhere is
+  skipped and counted, the others go on;
 - all examples go to LangSmith in one batched ``create_examples`` call (chunked for very
   large deliveries), each with an id derived from (dataset, run id): a redelivery or retry
   never duplicates an example, and "already exists" counts as success, unless a newer
@@ -21,9 +23,9 @@ Settings (env): ``LS_DATASET_NAME`` (default ``webhook-corrections``),
 ``CORRECTIONS_FEEDBACK_KEYS`` (comma-separated keys whose corrections count; default: any),
 ``CORRECTIONS_SCORE_KEY`` + ``CORRECTIONS_SCORE_THRESHOLD`` (optional: runs scored at or above
 the threshold on that key become examples with their own outputs),
-``CORRECTIONS_BLOB_TIMEOUT_SECONDS`` (10), ``CORRECTIONS_MAX_BLOB_BYTES`` (25 MiB),
 ``CORRECTIONS_MAX_EXAMPLE_BYTES`` (19 MB: larger examples are skipped), plus
-``LANGSMITH_API_KEY`` and ``LANGSMITH_ENDPOINT`` (self-hosted or EU).
+``LANGSMITH_API_KEY``, ``LANGSMITH_ENDPOINT`` (self-hosted or EU) and the blob settings
+(``LANGSMITH_BLOB_HOSTS``, ``LANGSMITH_BLOB_TIMEOUT_SECONDS``, ``LANGSMITH_MAX_BLOB_BYTES``).
 """
 
 from __future__ import annotations
@@ -39,13 +41,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from receiver import HandlerContext, HandlerOptions, RulePayload, Run
-from receiver.langsmith_api import (
-    BlobError,
-    absolute_blob_url,
-    chunked,
-    fetch_presigned_json,
-    shared_client,
-)
+from receiver.langsmith_api import BlobError, RunData, chunked, shared_client
 from receiver.settings import CommaList, split_list
 
 FEEDBACK_RUNS_PER_REQUEST = 100  # run ids travel in the query string: ~4 KB a request
@@ -61,10 +57,6 @@ class Options(HandlerOptions):
     feedback_keys: CommaList = Field((), validation_alias="CORRECTIONS_FEEDBACK_KEYS")
     score_key: str | None = Field(None, validation_alias="CORRECTIONS_SCORE_KEY")
     score_threshold: float | None = Field(None, validation_alias="CORRECTIONS_SCORE_THRESHOLD")
-    blob_timeout: float = Field(10.0, validation_alias="CORRECTIONS_BLOB_TIMEOUT_SECONDS", gt=0)
-    max_blob_bytes: int = Field(
-        25 * 1024 * 1024, validation_alias="CORRECTIONS_MAX_BLOB_BYTES", gt=0
-    )
     # The SDK sends examples in requests of at most 20 MB (its `_batch_examples_by_size`),
     # one alone if larger, which LangSmith refuses: every retry would fail the same way.
     max_example_bytes: int = Field(
@@ -156,37 +148,17 @@ def _scored_enough(on_run: list, options: Options) -> bool:
     return bool(scores) and _newest(scores).score >= options.score_threshold
 
 
-def run_data(run: Run, field: str, options: Options, api_url: str) -> dict[str, Any]:
-    """The run's ``inputs`` or ``outputs``, from the body or from its presigned URL."""
-    value = getattr(run, field)
-    if value is not None:
-        return value
-    urls = getattr(run, f"{field}_s3_urls") or {}
-    presigned = (urls.get("ROOT") or {}).get("presigned_url")
-    if not presigned:
-        raise BlobError(f"no {field} in the body and no presigned URL")
-    data = fetch_presigned_json(
-        absolute_blob_url(presigned, api_url),
-        timeout=options.blob_timeout,
-        max_bytes=options.max_blob_bytes,
-    )
-    if not isinstance(data, dict):
-        raise BlobError(f"{field} blob is not a JSON object")
-    return data
-
-
 def build_example(
     candidate: Candidate,
     dataset_id: uuid.UUID,
     rule_id: uuid.UUID,
     options: Options,
-    api_url: str,
+    data: RunData,
 ) -> dict[str, Any]:
-    """The example for one candidate, with an id that is the same on every retry; data
-    behind a relative presigned URL is read from ``api_url``'s host."""
+    """The example for one candidate, with an id that is the same on every retry."""
     run = candidate.run
-    inputs = run_data(run, "inputs", options, api_url)
-    outputs = candidate.outputs or run_data(run, "outputs", options, api_url)
+    inputs = data.get(run, "inputs")
+    outputs = candidate.outputs or data.get(run, "outputs")
     size = len(json.dumps(inputs, default=str)) + len(json.dumps(outputs, default=str))
     if size > options.max_example_bytes:
         raise ExampleTooLarge(
@@ -281,8 +253,8 @@ def write_examples(
 def handle(payload: RulePayload, context: HandlerContext) -> None:
     """Create one dataset example per corrected run of the delivery."""
     options = context.options
-    api_url = context.settings.langsmith_endpoint
     client = shared_client(context.settings)
+    data = RunData(client, context.settings)
     run_ids = list(dict.fromkeys(run.id for run in payload.runs))
     feedback = feedback_by_run(client, run_ids, options)
     skipped: Counter[str] = Counter()
@@ -293,7 +265,7 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
 
         def build(candidate: Candidate) -> dict | str:
             try:
-                return build_example(candidate, dataset_id, payload.rule_id, options, api_url)
+                return build_example(candidate, dataset_id, payload.rule_id, options, data)
             except (BlobError, ExampleTooLarge) as exc:
                 context.logger.warning("run %s skipped: %s", candidate.run.id, exc)
                 return str(exc)

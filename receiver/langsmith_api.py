@@ -6,8 +6,7 @@ for them (about 700 ms and 230 ms of cold start).
 
     client = make_client(settings)                 # LANGSMITH_API_KEY, LANGSMITH_ENDPOINT
     client = shared_client(settings)               # the same one for every delivery
-    url = absolute_blob_url(url, settings.langsmith_endpoint)
-    inputs = fetch_presigned_json(url, timeout=10, max_bytes=25 * 2**20)
+    inputs = RunData(client, settings).get(run, "inputs")   # body, presigned URL or SDK
 """
 
 from __future__ import annotations
@@ -15,15 +14,37 @@ from __future__ import annotations
 import atexit
 import json
 import threading
+import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
 
 from receiver.settings import Settings
 
 if TYPE_CHECKING:
     from langsmith import Client
 
+    from receiver.sources.rule import Run
+
 T = TypeVar("T")
+
+# Where LangSmith stores run data: S3 (virtual-hosted and path-style, regional), Google
+# Cloud Storage and Azure Blob Storage, the engines of LangSmith's blob storage. Shell-style
+# patterns ("*" spans dots); a plain "*.amazonaws.com" would admit any EC2 host.
+STORAGE_HOSTS = (
+    "s3.amazonaws.com",
+    "*.s3.amazonaws.com",
+    "s3.*.amazonaws.com",
+    "*.s3.*.amazonaws.com",
+    "s3-*.amazonaws.com",
+    "*.s3-*.amazonaws.com",
+    "storage.googleapis.com",
+    "*.storage.googleapis.com",
+    "*.blob.core.windows.net",
+)
+MAX_BLOB_REDIRECTS = 3
 
 
 class LangSmithSetupError(RuntimeError):
@@ -93,24 +114,82 @@ def absolute_blob_url(url: str, api_url: str) -> str:
     return f"{base}/{url.lstrip('/')}"
 
 
-def fetch_presigned_json(url: str, *, timeout: float, max_bytes: int) -> Any:
-    """GET a presigned URL and parse its JSON, within ``timeout`` seconds and ``max_bytes``."""
+@dataclass(frozen=True)
+class BlobHosts:
+    """Where a presigned URL may point: the API's own origin, the storage services
+    LangSmith keeps run data in (over https), and the operator's ``LANGSMITH_BLOB_HOSTS``
+    (http too: a MinIO inside the network). Anything else (a cloud metadata address, an
+    internal service) is never requested: the URL comes from a webhook body."""
+
+    api_origin: tuple[str, str, int | None]
+    extra: tuple[str, ...] = ()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BlobHosts:
+        return cls(_origin(settings.langsmith_endpoint), settings.langsmith_blob_hosts)
+
+    def check(self, url: str) -> None:
+        """Raise :class:`BlobError` unless ``url`` may be fetched."""
+        scheme, host, port = _origin(url)
+        if (scheme, host, port) == self.api_origin or (
+            scheme in ("http", "https") and _matches(host, self.extra)
+        ):
+            return
+        if scheme == "https" and _matches(host, STORAGE_HOSTS):
+            return
+        raise BlobError(
+            f"presigned URL host {host!r} is neither LangSmith's API nor a storage host"
+            " (add it to LANGSMITH_BLOB_HOSTS if LangSmith really stores blobs there)"
+        )
+
+
+def _matches(host: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatchcase(host, pattern.lower()) for pattern in patterns)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    try:
+        port = parts.port or default
+    except ValueError:
+        port = -1  # not a port: matches no origin
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def fetch_presigned_json(url: str, *, hosts: BlobHosts, timeout: float, max_bytes: int) -> Any:
+    """GET a presigned URL and parse its JSON: only from ``hosts`` (redirects too, at most
+    3), within ``timeout`` seconds in all and ``max_bytes``."""
     import httpx
 
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
     try:
-        with httpx.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
-            if response.status_code in (401, 403):
-                raise BlobError(
-                    f"presigned URL refused with {response.status_code}: it has probably expired"
-                )
-            if response.status_code != 200:
-                raise BlobError(f"presigned URL answered {response.status_code}")
-            chunks, size = [], 0
-            for chunk in response.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise BlobError(f"blob is larger than {max_bytes} bytes")
-                chunks.append(chunk)
+        with httpx.Client(timeout=timeout, follow_redirects=False) as http:
+            for _ in range(MAX_BLOB_REDIRECTS + 1):
+                hosts.check(url)
+                with http.stream("GET", url) as response:
+                    if response.is_redirect:
+                        url = str(response.url.join(response.headers.get("location", "")))
+                        continue
+                    if response.status_code in (401, 403):
+                        raise BlobError(
+                            f"presigned URL refused with {response.status_code}:"
+                            " it has probably expired"
+                        )
+                    if response.status_code != 200:
+                        raise BlobError(f"presigned URL answered {response.status_code}")
+                    size = 0
+                    for chunk in response.iter_bytes():
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise BlobError(f"blob is larger than {max_bytes} bytes")
+                        if time.monotonic() > deadline:
+                            raise httpx.ReadTimeout("the whole blob took too long")
+                        chunks.append(chunk)
+                    break
+            else:
+                raise BlobError(f"presigned URL redirected more than {MAX_BLOB_REDIRECTS} times")
     except httpx.TimeoutException:
         raise BlobError(f"presigned URL did not answer within {timeout} s") from None
     except httpx.HTTPError as exc:
@@ -119,3 +198,60 @@ def fetch_presigned_json(url: str, *, timeout: float, max_bytes: int) -> Any:
         return json.loads(b"".join(chunks))
     except ValueError:
         raise BlobError("blob is not JSON") from None
+
+
+class RunData:
+    """A run's ``inputs`` and ``outputs``, wherever LangSmith put them: in the webhook body,
+    behind a presigned URL (``inputs_s3_urls["ROOT"]["presigned_url"]``), or, when the body
+    has neither or the URL has expired, in LangSmith itself, read through the SDK.
+
+    One per delivery: a run read through the SDK is read once for both fields.
+    """
+
+    def __init__(self, client: Client, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.hosts = BlobHosts.from_settings(settings)
+        self._stored: dict[str, Any] = {}
+
+    def get(self, run: Run, field: str) -> dict[str, Any]:
+        """``run.inputs`` or ``run.outputs`` (``field``) as a dict; :class:`BlobError` when
+        no copy can be had (a retry would not help)."""
+        value = getattr(run, field)
+        if value is not None:
+            return value
+        urls = getattr(run, f"{field}_s3_urls") or {}
+        presigned = (urls.get("ROOT") or {}).get("presigned_url")
+        problem = f"no {field} in the body and no presigned URL"
+        if presigned:
+            try:
+                data = fetch_presigned_json(
+                    absolute_blob_url(presigned, self.settings.langsmith_endpoint),
+                    hosts=self.hosts,
+                    timeout=self.settings.blob_timeout_seconds,
+                    max_bytes=self.settings.max_blob_bytes,
+                )
+                if isinstance(data, dict):
+                    return data
+                problem = f"{field} blob is not a JSON object"
+            except BlobError as exc:
+                problem = str(exc)
+        stored = getattr(self._read(run, problem), field, None)
+        if not isinstance(stored, dict):
+            raise BlobError(f"{problem}, and LangSmith's copy of the run has no {field}")
+        return stored
+
+    def _read(self, run: Run, problem: str) -> Any:
+        """The run as LangSmith stores it (``read_run``: it picks the endpoint the
+        instance serves; the project and start time let SmithDB-only instances find it)."""
+        from langsmith.utils import LangSmithNotFoundError
+
+        key = str(run.id)
+        if key not in self._stored:
+            try:
+                self._stored[key] = self.client.read_run(
+                    run.id, project_id=run.session_id, start_time=run.start_time
+                )
+            except LangSmithNotFoundError:
+                raise BlobError(f"{problem}, and LangSmith has no run {run.id}") from None
+        return self._stored[key]

@@ -62,6 +62,8 @@ def split_list(raw: Any) -> Any:
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode]  # a variable holding "a,b,c"
+# A host name or a shell-style pattern of them ("*.example.com"): no scheme, port or path.
+HostPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9*?.-]+$")]
 # A Modal app, secret or Dict name, as modal/_utils/name_utils.py accepts it.
 ModalName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
 
@@ -181,6 +183,16 @@ class Settings(EnvSettings):
     langsmith_web_url: str = Field(
         "https://smith.langchain.com", validation_alias="LANGSMITH_WEB_URL"
     )
+    # Run data LangSmith sends as presigned URLs: fetched from the API's own host, the
+    # storage services LangSmith keeps blobs in (S3, GCS, Azure) or these hosts (shell-style
+    # patterns: a self-hosted MinIO, say), within a time and a size.
+    langsmith_blob_hosts: Annotated[tuple[HostPattern, ...], NoDecode] = Field(
+        (), validation_alias="LANGSMITH_BLOB_HOSTS"
+    )
+    blob_timeout_seconds: float = Field(
+        10.0, validation_alias="LANGSMITH_BLOB_TIMEOUT_SECONDS", gt=0, le=300
+    )
+    max_blob_bytes: int = Field(25 * 1024 * 1024, validation_alias="LANGSMITH_MAX_BLOB_BYTES", gt=0)
 
     # Deployment: names of the Modal app, its secrets and its Dict.
     app_name: ModalName = Field("langsmith-webhooks", validation_alias="WEBHOOK_APP_NAME")
@@ -207,7 +219,12 @@ class Settings(EnvSettings):
     modal_proxy_secret: SecretStr | None = Field(None, validation_alias="MODAL_PROXY_SECRET")
 
     _split = field_validator(
-        "secrets", "signing_secrets", "handlers", "extra_secret_names", mode="before"
+        "secrets",
+        "signing_secrets",
+        "handlers",
+        "extra_secret_names",
+        "langsmith_blob_hosts",
+        mode="before",
     )(split_list)
 
     @field_validator("secrets")

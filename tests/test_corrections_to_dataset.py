@@ -122,27 +122,103 @@ def test_inputs_and_outputs_come_from_presigned_urls_when_null(emulator):
     assert example["inputs"] == {"question": "big"}
 
 
-def test_an_expired_presigned_url_skips_that_run_only_and_says_why(emulator, caplog):
+def test_an_expired_presigned_url_is_read_through_the_sdk_instead(emulator, caplog):
+    """The run was dropped while the handler reported success: a replay never got it back."""
     payload = corrected_payload(2, emulator)
     expired = payload["runs"][0]
+    emulator.add_run({**expired, "inputs": {"question": "from LangSmith"}})
     expired["inputs"] = None
     expired["inputs_s3_urls"] = {
         "ROOT": {"presigned_url": emulator.add_blob("old", {}, expired=True)}
     }
-    with caplog.at_level(logging.INFO):
-        run_handler(emulator, payload)
-    assert [e["source_run_id"] for e in emulator.examples_in(DATASET)] == [payload["runs"][1]["id"]]
-    assert "refused with 403: it has probably expired" in caplog.text
-    assert "created=1" in caplog.text and "skipped=1" in caplog.text
+    run_handler(emulator, payload)
+    examples = {e["source_run_id"]: e for e in emulator.examples_in(DATASET)}
+    assert examples[expired["id"]]["inputs"] == {"question": "from LangSmith"}
+    assert emulator.calls("GET", f"/runs/{expired['id']}")
+    assert len(examples) == 2
 
 
-def test_a_run_without_inputs_or_url_is_skipped_and_counted(emulator, caplog):
+def test_a_run_without_data_is_read_through_the_sdk_once_for_both_fields(emulator):
+    """The docs' own sample payload has neither inline data nor URLs."""
+    payload = payload_with_runs(1, inputs=None, outputs=None)
+    run = payload["runs"][0]
+    emulator.add_run({**run, "inputs": {"q": "stored"}, "outputs": {"a": "stored"}})
+    emulator.add_feedback(run["id"], "correctness", correction={"score": 1})  # no output
+    emulator.add_feedback(run["id"], "user_score", score=1.0)
+    run_handler(
+        emulator, payload, CORRECTIONS_SCORE_KEY="user_score", CORRECTIONS_SCORE_THRESHOLD="1"
+    )
+    [example] = emulator.examples_in(DATASET)
+    assert (example["inputs"], example["outputs"]) == ({"q": "stored"}, {"a": "stored"})
+    assert len(emulator.calls("GET", "/runs/")) == 1
+
+
+def test_a_run_langsmith_no_longer_has_is_skipped_and_counted(emulator, caplog):
     payload = corrected_payload(2, emulator)
     payload["runs"][0]["inputs"] = None
     with caplog.at_level(logging.INFO):
         run_handler(emulator, payload)
     assert len(emulator.examples_in(DATASET)) == 1
-    assert "[1x no inputs in the body and no presigned URL]" in caplog.text
+    assert "no inputs in the body and no presigned URL, and LangSmith has no run" in caplog.text
+    assert "created=1" in caplog.text and "skipped=1" in caplog.text
+
+
+def test_langsmith_failing_to_read_a_run_fails_the_attempt_so_it_is_retried(emulator):
+    payload = corrected_payload(1, emulator)
+    payload["runs"][0]["inputs"] = None
+    emulator.add_run({**payload["runs"][0], "inputs": {"q": 1}})
+    emulator.fail("/runs/", 500, times=20)
+    with pytest.raises(Exception, match="500"):
+        run_handler(emulator, payload)
+    assert emulator.examples_in(DATASET) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/iam",  # a cloud metadata service
+        "https://internal.example/blob",
+        "https://ec2-1-2-3-4.compute-1.amazonaws.com/blob",  # AWS, but no storage host
+        "http://bucket.s3.amazonaws.com/blob",  # a storage host, but not over https
+    ],
+)
+def test_a_presigned_url_elsewhere_than_langsmith_is_never_requested(emulator, caplog, url):
+    payload = corrected_payload(1, emulator)
+    run = payload["runs"][0]
+    run["inputs"] = None
+    run["inputs_s3_urls"] = {"ROOT": {"presigned_url": url}}
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    assert emulator.examples_in(DATASET) == []
+    assert "is neither LangSmith's API nor a storage host" in caplog.text
+
+
+def test_a_redirect_is_followed_only_to_a_langsmith_host(emulator, caplog):
+    payload = corrected_payload(2, emulator)
+    same, away = payload["runs"]
+    target = emulator.add_blob("target", {"question": "moved"})
+    same["inputs"], away["inputs"] = None, None
+    same["inputs_s3_urls"] = {"ROOT": {"presigned_url": emulator.add_redirect("r1", target)}}
+    elsewhere = emulator.add_redirect("r2", "http://169.254.169.254/latest")
+    away["inputs_s3_urls"] = {"ROOT": {"presigned_url": elsewhere}}
+    with caplog.at_level(logging.INFO):
+        run_handler(emulator, payload)
+    [example] = emulator.examples_in(DATASET)
+    assert example["source_run_id"] == same["id"] and example["inputs"] == {"question": "moved"}
+    assert "host '169.254.169.254' is neither" in caplog.text
+
+
+def test_hosts_in_langsmith_blob_hosts_are_fetched_from(emulator):
+    payload = corrected_payload(1, emulator)
+    run = payload["runs"][0]
+    run["inputs"] = None
+    url = emulator.add_blob("minio", {"q": "minio"}).replace("127.0.0.1", "localhost")
+    run["inputs_s3_urls"] = {"ROOT": {"presigned_url": url}}
+    run_handler(emulator, payload)  # localhost is not the API's host (127.0.0.1)
+    assert emulator.examples_in(DATASET) == []
+    run_handler(emulator, payload, LANGSMITH_BLOB_HOSTS="minio.internal, localhost")
+    [example] = emulator.examples_in(DATASET)
+    assert example["inputs"] == {"q": "minio"}
 
 
 def test_the_dataset_is_created_when_missing_and_reused_after(emulator):
@@ -369,6 +445,9 @@ def test_the_emulator_is_as_strict_as_langsmith_on_keys_and_ids(emulator):
     assert httpx.get(f"{api}/feedback?run=not-a-uuid", headers=key).status_code == 422
     assert httpx.get(f"{api}/examples?id=1", headers=key).status_code == 422
     assert httpx.get(f"{api}/info", headers=key).status_code == 200
+    assert httpx.get(f"{api}/runs/{uuid.uuid4()}", headers=key).status_code == 404
+    many_runs = "&".join(f"run={uuid.uuid4()}" for _ in range(300))  # ~12 KB of query
+    assert httpx.get(f"{api}/feedback?{many_runs}", headers=key).status_code == 414
 
 
 def test_examples_are_written_where_info_says_the_instance_takes_them(emulator):

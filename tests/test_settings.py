@@ -32,6 +32,9 @@ BAD_VALUES = {
     "WEBHOOK_MIN_CONTAINERS": "11",
     "WEBHOOK_PROXY_AUTH": "maybe",
     "MODAL_PROXY_KEY": "ak-not-a-proxy-token",
+    "LANGSMITH_BLOB_HOSTS": "minio.internal, https://minio.internal:9000",
+    "LANGSMITH_BLOB_TIMEOUT_SECONDS": "0",
+    "LANGSMITH_MAX_BLOB_BYTES": "-1",
 }
 # (a routes file is checked when it is loaded: tests/test_routes.py)
 FREE_FORM = {

@@ -8,12 +8,13 @@ stores nothing; ``POST /examples`` for one; ``GET /examples?id=&dataset=`` with 
 paging); feedback
 (``GET /feedback?run=&key=`` with offset paging); automation rules
 (``GET /runs/rules``, ``PATCH /runs/rules/{id}``, ``POST /runs/rules/{id}/trigger``, also
-under ``/api/v1``); and presigned blobs (``GET /blobs/{name}``, 403 once expired, like S3).
+under ``/api/v1``); runs (``GET /runs/{id}``, what ``read_run`` asks); and presigned blobs
+(``GET /blobs/{name}``, 403 once expired, like S3, or a redirect).
 
 As strict as LangSmith where the project's code could go wrong: every API route wants
 ``x-api-key`` (an organization-scoped key also ``X-Tenant-Id``), ids must be UUIDs, a
-request over 20 MB is refused, a rule update replaces the rule (required fields, defaults
-for the others), an example update names existing examples only.
+request over 20 MB or a URL over 8 KiB is refused, a rule update replaces the rule
+(required fields, defaults for the others), an example update names existing examples only.
 
 Tests inject latency (``emulator.latency``), failures (``emulator.fail(...)``, before the
 work or after it: "committed, then answered 5xx") and read the request log
@@ -56,6 +57,8 @@ RULE_DEFAULTS = {
     "include_extended_stats": False, "group_by": None, "spend_limit": None,
 }  # fmt: skip
 UNAUTHENTICATED = ("/blobs/", "/public/download", "/_admin/")  # signed URLs; test admin
+# LangSmith's front proxy refuses a longer request line (nginx's default buffer) with 414.
+MAX_URL_BYTES = 8192
 MAX_REQUEST_BYTES = 20_000_000  # what the SDK batches examples under; larger is refused
 
 
@@ -87,6 +90,8 @@ class Emulator:
     feedback: list[dict] = field(default_factory=list)
     blobs: dict[str, Any] = field(default_factory=dict)
     expired_blobs: set[str] = field(default_factory=set)
+    redirects: dict[str, str] = field(default_factory=dict)  # blob name -> Location
+    runs: dict[str, dict] = field(default_factory=dict)  # what GET /runs/{id} finds
     rules: dict[str, dict] = field(default_factory=dict)
     triggered: list[str] = field(default_factory=list)
     requests: list[tuple[str, str, str]] = field(default_factory=list)
@@ -148,6 +153,15 @@ class Emulator:
         if relative:
             return f"/api/v1/public/download?jwt={name}"
         return f"{self.url}blobs/{name}?X-Amz-Expires=3600&X-Amz-Signature=test"
+
+    def add_redirect(self, name: str, location: str) -> str:
+        """A presigned URL on this host that redirects to ``location``."""
+        self.redirects[name] = location
+        return f"{self.url}blobs/{name}"
+
+    def add_run(self, run: dict) -> None:
+        """Store a run (a rule payload's run dict) where ``read_run`` finds it."""
+        self.runs[str(run["id"])] = run
 
     def add_rule(self, name: str, webhooks: list[dict] | None = None, **fields: Any) -> dict:
         """Store an automation rule with the given webhooks (and any other ``fields``)."""
@@ -227,6 +241,8 @@ class Emulator:
             if workspace and request.headers.get("x-tenant-id") != workspace:
                 detail = "an organization-scoped key needs the X-Tenant-Id of a workspace"
                 return JSONResponse({"detail": detail}, 403)
+            if len(request.url.path) + len(request.url.query) > MAX_URL_BYTES:
+                return JSONResponse({"detail": "request URI too long"}, 414)
             if int(request.headers.get("content-length") or 0) > MAX_REQUEST_BYTES:
                 return JSONResponse({"detail": "request entity too large"}, 413)
             if self.latency:
@@ -386,6 +402,11 @@ class Emulator:
             self.rules[rule_id] = {**RULE_DEFAULTS, **body, **kept, "updated_at": _now()}
             return JSONResponse(self.rules[rule_id])
 
+        @route("GET", "/runs/{run_id}")
+        async def read_run(run_id: uuid.UUID) -> Response:
+            run = self.runs.get(str(run_id))
+            return JSONResponse(run) if run else JSONResponse({"detail": "run not found"}, 404)
+
         @route("POST", "/runs/rules/{rule_id}/trigger")
         async def trigger_rule(rule_id: uuid.UUID) -> Response:
             rule_id = str(rule_id)
@@ -427,6 +448,8 @@ class Emulator:
 
         @app.get("/blobs/{name}")
         async def blob(name: str) -> Response:
+            if name in self.redirects:
+                return Response(status_code=307, headers={"Location": self.redirects[name]})
             if name in self.expired_blobs:
                 xml = (
                     "<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"
