@@ -44,9 +44,12 @@ UV_VERSION = "0.13.9"
 
 # The image: dependencies exactly as locked in uv.lock (without the dev group), then our
 # own code. Modal 1.x mounts nothing implicitly, so the `receiver` package (with its page
-# templates), `handlers/` and the top-level package of every configured handler module are
-# added explicitly, last.
-local_packages = sorted({"receiver", "handlers"} | {h.name.split(".")[0] for h in handlers})
+# templates), `handlers/` and the top-level package of every configured handler module (and
+# of the modules their options name, such as an evaluator) are added explicitly, last.
+local_modules = [h.name for h in handlers] + [
+    module for h in handlers if h.options is not None for module in h.options.local_modules()
+]
+local_packages = sorted({"receiver", "handlers"} | {name.split(".")[0] for name in local_modules})
 not_source = ~modal.FilePatternMatcher("**/*.py", "**/*.html")
 image = (
     modal.Image.debian_slim(python_version="3.11")

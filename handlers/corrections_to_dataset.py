@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,10 +41,9 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from receiver import HandlerContext, HandlerOptions, RulePayload, Run
-from receiver.langsmith_api import BlobError, RunData, chunked, shared_client
+from receiver.langsmith_api import BlobError, RunData, chunked, feedback_by_run, shared_client
 from receiver.settings import CommaList, split_list
 
-FEEDBACK_RUNS_PER_REQUEST = 100  # run ids travel in the query string: ~4 KB a request
 EXAMPLES_PER_REQUEST = 500
 EXAMPLE_IDS_PER_REQUEST = 100
 BLOB_FETCHERS = 8
@@ -80,16 +79,12 @@ class Candidate:
     feedback: Any = None  # the correction it comes from (None for a score at the threshold)
 
 
-def feedback_by_run(client: Any, run_ids: list[uuid.UUID], options: Options) -> dict[str, list]:
-    """All feedback on ``run_ids`` that this handler may use, grouped by run id."""
+def relevant_feedback(client: Any, run_ids: list[uuid.UUID], options: Options) -> dict[str, list]:
+    """The feedback on ``run_ids`` this handler may use (all keys, unless limited)."""
     keys = None
     if options.feedback_keys:
         keys = sorted({*options.feedback_keys, *([options.score_key] if options.score_key else [])})
-    grouped: dict[str, list] = defaultdict(list)
-    for chunk in chunked(run_ids, FEEDBACK_RUNS_PER_REQUEST):
-        for feedback in client.list_feedback(run_ids=list(chunk), feedback_key=keys):
-            grouped[str(feedback.run_id)].append(feedback)
-    return grouped
+    return feedback_by_run(client, run_ids, keys)
 
 
 def _newest(feedback: list) -> Any:
@@ -256,7 +251,7 @@ def handle(payload: RulePayload, context: HandlerContext) -> None:
     client = shared_client(context.settings)
     data = RunData(client, context.settings)
     run_ids = list(dict.fromkeys(run.id for run in payload.runs))
-    feedback = feedback_by_run(client, run_ids, options)
+    feedback = relevant_feedback(client, run_ids, options)
     skipped: Counter[str] = Counter()
     candidates = choose(payload.runs, feedback, options, skipped)
     created = present = updated = 0

@@ -15,6 +15,7 @@ import atexit
 import json
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -45,6 +46,7 @@ STORAGE_HOSTS = (
     "*.blob.core.windows.net",
 )
 MAX_BLOB_REDIRECTS = 3
+FEEDBACK_RUNS_PER_REQUEST = 100
 
 
 class LangSmithSetupError(RuntimeError):
@@ -82,17 +84,31 @@ _clients_lock = threading.Lock()
 
 def shared_client(settings: Settings) -> Client:
     """One client per process and account, for handlers: a client per delivery cost an
-    ``/info`` (and a ``/sessions``) request each, and pinned a session until exit. Closed
-    when the process exits."""
+    ``/info`` (and a ``/sessions``) request each, and pinned a session until exit. Its
+    ``/info`` is read once, here. Closed when the process exits."""
     key = settings.langsmith_api_key.get_secret_value() if settings.langsmith_api_key else ""
     account = (settings.langsmith_endpoint, key, str(settings.langsmith_workspace_id or ""))
     with _clients_lock:
         client = _clients.get(account)
         if client is None:
             client = make_client(settings)
+            client.info  # noqa: B018 (read now, under the lock: threads that race on the
+            # SDK's lazily cached /info would each ask for it)
             _clients[account] = client
             atexit.register(client.close, timeout=0)
         return client
+
+
+def feedback_by_run(
+    client: Client, run_ids: Sequence[Any], keys: Sequence[str] | None = None
+) -> dict[str, list]:
+    """All feedback on ``run_ids`` (only ``keys``, when given), grouped by run id: one
+    ``list_feedback`` request per 100 runs (their ids travel in the query string, ~4 KB)."""
+    grouped: dict[str, list] = defaultdict(list)
+    for chunk in chunked(run_ids, FEEDBACK_RUNS_PER_REQUEST):
+        for feedback in client.list_feedback(run_ids=list(chunk), feedback_key=keys or None):
+            grouped[str(feedback.run_id)].append(feedback)
+    return grouped
 
 
 def chunked(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
@@ -214,9 +230,10 @@ class RunData:
         self.hosts = BlobHosts.from_settings(settings)
         self._stored: dict[str, Any] = {}
 
-    def get(self, run: Run, field: str) -> dict[str, Any]:
+    def get(self, run: Run, field: str, *, required: bool = True) -> dict[str, Any] | None:
         """``run.inputs`` or ``run.outputs`` (``field``) as a dict; :class:`BlobError` when
-        no copy can be had (a retry would not help)."""
+        no copy can be had (a retry would not help). Not ``required``: None when LangSmith's
+        own copy of the run has none either (an errored run has no outputs)."""
         value = getattr(run, field)
         if value is not None:
             return value
@@ -237,9 +254,11 @@ class RunData:
             except BlobError as exc:
                 problem = str(exc)
         stored = getattr(self._read(run, problem), field, None)
-        if not isinstance(stored, dict):
+        if isinstance(stored, dict):
+            return stored
+        if required or presigned:
             raise BlobError(f"{problem}, and LangSmith's copy of the run has no {field}")
-        return stored
+        return None
 
     def _read(self, run: Run, problem: str) -> Any:
         """The run as LangSmith stores it (``read_run``: it picks the endpoint the

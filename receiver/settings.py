@@ -295,3 +295,8 @@ class HandlerOptions(EnvSettings):
     Type a credential as ``SecretStr | None``: it is then never forwarded in clear to the
     Modal functions (put it in a Modal secret) and never shown in an error.
     """
+
+    def local_modules(self) -> tuple[str, ...]:
+        """Modules the handler imports by a name its options hold (an evaluator, say): on
+        Modal, their top-level packages are added to the image with the handler's own."""
+        return ()

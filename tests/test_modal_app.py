@@ -93,6 +93,18 @@ def test_the_langsmith_secret_name_and_extra_handler_packages_come_from_the_depl
     assert "['handlers', 'handlers_for_tests', 'receiver']" in out
 
 
+def test_the_modules_a_handler_names_in_its_options_travel_in_the_image():
+    """An evaluator lives in its own package: without it in the image, every delivery to
+    handlers.remote_evaluator would fail on Modal while passing locally."""
+    out = _import_in_fresh_interpreter(
+        "import webhook_app as w; print(w.local_packages)",
+        WEBHOOK_HANDLERS="handlers.remote_evaluator",
+        REMOTE_EVALUATORS="evaluators.examples:has_output,handlers_for_tests.evaluators:constant",
+        PYTHONPATH=str(ROOT / "tests"),
+    )
+    assert out == "['evaluators', 'handlers', 'handlers_for_tests', 'receiver']"
+
+
 def test_a_handler_that_cannot_load_fails_the_deploy_naming_it():
     result = subprocess.run(
         [sys.executable, "-c", "import webhook_app"],

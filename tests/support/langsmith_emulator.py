@@ -6,7 +6,8 @@ with 409 on a taken name; ``GET /sessions`` which the SDK reads once per client)
 (JSON ``POST /examples/bulk``, where one existing id fails the whole request with 409 and
 stores nothing; ``POST /examples`` for one; ``GET /examples?id=&dataset=`` with offset
 paging); feedback
-(``GET /feedback?run=&key=`` with offset paging); automation rules
+(``GET /feedback?run=&key=`` with offset paging, ``POST /feedback`` with the client's id,
+409 when it exists, ``PATCH /feedback/{id}``); automation rules
 (``GET /runs/rules``, ``PATCH /runs/rules/{id}``, ``POST /runs/rules/{id}/trigger``, also
 under ``/api/v1``); runs (``GET /runs/{id}``, what ``read_run`` asks); and presigned blobs
 (``GET /blobs/{name}``, 403 once expired, like S3, or a redirect).
@@ -128,8 +129,8 @@ class Emulator:
         created = fields.pop("created_at", _now())
         item = {
             "id": str(uuid.uuid4()),
-            "run_id": str(run_id),
-            "trace_id": str(run_id),
+            "run_id": str(run_id) if run_id else None,
+            "trace_id": str(run_id) if run_id else None,
             "key": key,
             "score": None,
             "value": None,
@@ -382,6 +383,40 @@ class Emulator:
             ]
             return page(found, request)
 
+        @route("POST", "/feedback")
+        async def create_feedback(request: Request) -> Response:
+            """One feedback, with the id the client chose: an existing id is a 409 (nothing
+            changes), a key is required, a score has at most 4 decimals."""
+            body = await request.json()
+            ids = _uuids([str(body.get(name)) for name in ("id", "run_id") if body.get(name)])
+            problem = (
+                "id and run_id must be UUIDs" if ids is None
+                else "key is required" if not body.get("key")
+                else "score has more than 4 decimals" if _too_precise(body.get("score"))
+                else None
+            )  # fmt: skip
+            if problem:
+                return JSONResponse({"detail": problem}, 422)
+            with self._lock:
+                if any(f["id"] == str(body.get("id")) for f in self.feedback):
+                    return JSONResponse({"detail": "feedback already exists"}, 409)
+                item = self.add_feedback(body.pop("run_id", None), body.pop("key"), **body)
+            return JSONResponse(item)
+
+        @route("PATCH", "/feedback/{feedback_id}")
+        async def update_feedback(feedback_id: uuid.UUID, request: Request) -> Response:
+            """Changes the fields it names; only score, value, correction and comment."""
+            body = await request.json()
+            unknown = sorted(set(body) - {"score", "value", "correction", "comment"})
+            if unknown or _too_precise(body.get("score")):
+                return JSONResponse({"detail": f"cannot update {unknown or 'score'}"}, 422)
+            with self._lock:
+                item = next((f for f in self.feedback if f["id"] == str(feedback_id)), None)
+                if item is None:
+                    return JSONResponse({"detail": "feedback not found"}, 404)
+                item.update(body, modified_at=_now())
+            return JSONResponse(item)
+
         @route("GET", "/runs/rules")
         async def list_rules() -> list:
             return list(self.rules.values())
@@ -473,6 +508,10 @@ def _multipart(content_type: str, body: bytes) -> dict[str, Any] | None:
         name = part.get_param("name", header="content-disposition")
         parts[name] = json.loads(part.get_payload(decode=True))
     return parts
+
+
+def _too_precise(score: Any) -> bool:
+    return isinstance(score, float) and round(score, 4) != score
 
 
 def _uuids(values: list[str]) -> set[str] | None:

@@ -1,0 +1,1 @@
+"""Evaluators for ``handlers.remote_evaluator``: functions from a run to feedback."""
