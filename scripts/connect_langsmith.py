@@ -36,6 +36,12 @@ from receiver.settings import Settings, SettingsError
 from receiver.sources import SOURCES
 
 RULES_PATH = "/runs/rules"
+# The listing's v2 endpoint, as the SDK's generated client calls it (``list_v2`` in
+# langsmith/resources/evaluators.py): {"items": [...], "next_cursor": ...}. A path starting
+# with /api is taken from the API root whatever LANGSMITH_ENDPOINT ends with.
+RULES_V2_PATH = "/api/v2/runs/rules"
+RULES_PAGE_SIZE = 100
+MAX_RULE_PAGES = 100
 # The fields of LangSmith's rule update schema (PATCH /runs/rules/{id} takes the create
 # schema and replaces the rule: a field not sent takes its default). The rule's own values
 # are sent back with the new webhooks, and the rule is read again to check that nothing
@@ -104,17 +110,34 @@ class Rules:
     def __init__(self, client: Any) -> None:
         self.client = client
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        from langsmith.utils import LangSmithError
+    def _request(self, method: str, path: str, *, v2: bool = False, **kwargs: Any) -> Any:
+        """The answer's JSON; None for a 404 of a v2 path (an instance without it)."""
+        from langsmith.utils import LangSmithError, LangSmithNotFoundError
 
         try:
             response = self.client.request_with_retries(method, path, request_kwargs=kwargs)
+        except LangSmithNotFoundError:
+            if v2:
+                return None
+            raise CliError(ExitCode.FAILED, f"LangSmith has no {method} {path}") from None
         except LangSmithError as exc:
             raise CliError(ExitCode.FAILED, f"LangSmith refused {method} {path}: {exc}") from exc
         return response.json()
 
     def list(self) -> list[dict]:
-        return self._request("GET", RULES_PATH)
+        """Every rule, from the v2 listing (cursor pages; the v1 one is deprecated), or from
+        v1 on an instance that has no v2 yet (self-hosted before it)."""
+        rules: list[dict] = []
+        params: dict[str, Any] = {"page_size": RULES_PAGE_SIZE}
+        for _ in range(MAX_RULE_PAGES):
+            page = self._request("GET", RULES_V2_PATH, v2=True, params=params)
+            if page is None:
+                return self._request("GET", RULES_PATH)
+            rules.extend(page["items"])
+            if not page.get("next_cursor"):
+                return rules
+            params = {**params, "cursor": page["next_cursor"]}
+        raise CliError(ExitCode.FAILED, f"more than {MAX_RULE_PAGES} pages of rules")
 
     def find(self, id_or_name: str) -> dict:
         """The one rule whose id or display name is ``id_or_name``."""

@@ -304,6 +304,31 @@ def test_list_shows_the_rules_and_their_webhook_hosts(workdir, langsmith):
     assert "'errors to slack'  webhooks: hooks.example.com" in result.stdout
 
 
+@pytest.mark.parametrize("endpoint_path", ["", "/api/v1"])
+def test_list_reads_every_page_of_the_v2_listing(workdir, langsmith, endpoint_path):
+    """The v1 listing is deprecated; v2 is cursor-paginated, so one page is not all rules."""
+    emulator, env = langsmith
+    for number in range(250):
+        emulator.add_rule(f"rule {number}")
+    env = {**env, "LANGSMITH_ENDPOINT": emulator.api_url + endpoint_path}
+    result = run("connect_langsmith.py", "--list", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 250
+    assert [call[1] for call in emulator.calls("GET", "/api/v2/runs/rules")] == [
+        "/api/v2/runs/rules"
+    ] * 3
+    assert not emulator.calls("GET", "/runs/rules")
+
+
+def test_an_instance_without_the_v2_listing_is_listed_through_v1(workdir, langsmith):
+    emulator, env = langsmith
+    emulator.rules_v2 = False
+    emulator.add_rule("older instance")
+    result = run("connect_langsmith.py", "--rule", "older instance", cwd=workdir, env=env)
+    assert result.returncode == 0, result.stderr
+    assert emulator.calls("GET", "/runs/rules")
+
+
 def test_connect_adds_our_webhook_keeps_the_others_and_is_idempotent(workdir, langsmith):
     emulator, env = langsmith
     other = {"url": "https://hooks.example.com/x", "headers": {"A": "b"}}

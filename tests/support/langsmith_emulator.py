@@ -8,7 +8,8 @@ stores nothing; ``POST /examples`` for one; ``GET /examples?id=&dataset=`` with 
 paging); feedback
 (``GET /feedback?run=&key=`` with offset paging, ``POST /feedback`` with the client's id,
 409 when it exists, ``PATCH /feedback/{id}``); automation rules
-(``GET /runs/rules``, ``PATCH /runs/rules/{id}``, ``POST /runs/rules/{id}/trigger``, also
+(``GET /api/v2/runs/rules`` with cursor pages, the deprecated ``GET /runs/rules``,
+``PATCH /runs/rules/{id}``, ``POST /runs/rules/{id}/trigger``, also
 under ``/api/v1``); runs (``GET /runs/{id}``, what ``read_run`` asks); and presigned blobs
 (``GET /blobs/{name}``, 403 once expired, like S3, or a redirect).
 
@@ -104,6 +105,8 @@ class Emulator:
     # LangSmith's /info advertises the multipart examples endpoint; the SDK then writes
     # examples there (multipart POST/PATCH /v1/platform/datasets/{id}/examples), not as JSON.
     multipart: bool = False
+    # GET /api/v2/runs/rules (cursor pages); an older self-hosted instance has only v1.
+    rules_v2: bool = True
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     # --- what tests call -------------------------------------------------------------
@@ -420,6 +423,17 @@ class Emulator:
         @route("GET", "/runs/rules")
         async def list_rules() -> list:
             return list(self.rules.values())
+
+        @app.get("/api/v2/runs/rules")
+        async def list_rules_v2(cursor: str | None = None, page_size: int = 20) -> Response:
+            """Newest first, ``page_size`` a page, ``next_cursor`` until the last."""
+            if not self.rules_v2:
+                return JSONResponse({"detail": "Not Found"}, 404)
+            rules = sorted(self.rules.values(), key=lambda r: (r["updated_at"], r["id"]))[::-1]
+            start = int(cursor or 0)
+            end = start + page_size
+            next_cursor = str(end) if end < len(rules) else None
+            return JSONResponse({"items": rules[start:end], "next_cursor": next_cursor})
 
         @route("PATCH", "/runs/rules/{rule_id}")
         async def patch_rule(rule_id: uuid.UUID, request: Request) -> Response:
