@@ -187,7 +187,7 @@ def replay(failed: bool = False, ids: str = "") -> None:
     chosen = chosen or asyncio.run(store.dead())
     still_dead = 0
     for delivery_id in chosen:
-        reset = asyncio.run(store.reset_failed(delivery_id))
+        reset = asyncio.run(store.reset(delivery_id))
         outcome = process.remote(delivery_id)
         still_dead += outcome["status"] == "dead"
         print(f"{delivery_id}: reset {', '.join(reset) or 'nothing'}; now {outcome['status']}")

@@ -52,6 +52,7 @@ class HandlerState:
     status: HandlerStatus = HandlerStatus.PENDING
     attempts: int = 0
     last_error: str | None = None
+    finished_at: float | None = None  # when its last attempt ended (epoch seconds)
 
 
 @dataclass
@@ -91,6 +92,7 @@ class DeliveryRecord:
                     "status": state.status.value,
                     "attempts": state.attempts,
                     "last_error": state.last_error,
+                    "finished_at": state.finished_at,
                 }
                 for name, state in self.handlers.items()
             },

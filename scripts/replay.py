@@ -38,7 +38,7 @@ def replay_on_modal(
 
     process = modal.Function.from_name(app_name, "process", environment_name=environment)
     for delivery_id in delivery_ids:
-        reset = asyncio.run(store.reset_failed(delivery_id))
+        reset = asyncio.run(store.reset(delivery_id))
         call = process.spawn(delivery_id)
         asyncio.run(store.record_call(delivery_id, call.object_id))
         print(f"{delivery_id}: reset {', '.join(reset) or 'nothing'}; spawned {call.object_id}")

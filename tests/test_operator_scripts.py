@@ -55,7 +55,9 @@ def test_deliveries_lists_the_dead_delivery_with_each_handler(dead_delivery):
     assert f"{delivery_id}" in table.stdout and "dead" in table.stdout
     assert "downstream rejected the payload" in table.stdout
     listed = json.loads(run_script("deliveries.py", "--json", env=env).stdout)
-    assert listed[0]["handlers"][BROKEN] == {
+    state = listed[0]["handlers"][BROKEN]
+    assert state.pop("finished_at") > listed[0]["received_at"]
+    assert state == {
         "status": "failed",
         "attempts": 2,
         "last_error": "RuntimeError: downstream rejected the payload",

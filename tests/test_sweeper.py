@@ -180,7 +180,7 @@ def test_dead_letters_are_kept_revived_by_a_replay_and_removed_after_the_retenti
     fixed = tmp_path / "fixed"
     fixed.touch()
     monkeypatch.setenv("FIX_MARKER", str(fixed))
-    assert asyncio.run(sim.store.reset_failed(ids[0])) == [broken]
+    assert asyncio.run(sim.store.reset(ids[0])) == [broken]
     asyncio.run(process_delivery(dead_settings, sim.store, ids[0]))
     assert sim.sweep().revived == [ids[0]]
     assert asyncio.run(sim.store.dead()) == [ids[1]]

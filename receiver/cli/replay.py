@@ -28,7 +28,7 @@ async def replay(dispatcher: Dispatcher, delivery_ids: Sequence[str]) -> list[De
     for delivery_id in delivery_ids:
         if await store.get(delivery_id) is None:
             raise ReplayError(f"no delivery {delivery_id} in the store")
-        reset = await store.reset_failed(delivery_id)
+        reset = await store.reset(delivery_id)
         log.info(
             "delivery=%s replaying %s",
             delivery_id,

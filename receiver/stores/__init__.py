@@ -11,9 +11,10 @@ Modal; a new store (Postgres, Redis, ...) is a new module here implementing the 
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Collection
+from typing import Any, Protocol
 
-from receiver.delivery import DeliveryRecord
+from receiver.delivery import DeliveryRecord, HandlerStatus
 
 Body = bytes | bytearray  # a request body as read (the edge reads into a bytearray)
 
@@ -83,6 +84,36 @@ class DeliveryStore(Protocol):
         """Ids of deliveries with a handler that failed for good."""
         ...
 
-    async def reset_failed(self, delivery_id: str) -> list[str]:
-        """Make the failed handlers of a delivery pending again with fresh attempts."""
+    async def reset(
+        self,
+        delivery_id: str,
+        handlers: Collection[str] | None = None,
+        *,
+        include_done: bool = False,
+    ) -> list[str]:
+        """Make handlers of a delivery pending again with fresh attempts, and return those
+        reset: ``handlers`` if named, else the failed ones (and, with ``include_done``, the
+        done ones too: their handlers are idempotent by contract). A pending handler is
+        left as it is: it is running, or about to."""
         ...
+
+    async def get_meta(self, key: str) -> Any:
+        """A small JSON value kept under ``key`` (the alerts' state), or None."""
+        ...
+
+    async def set_meta(self, key: str, value: Any) -> None:
+        """Keep ``value`` (JSON-ready) under ``key``."""
+        ...
+
+
+def reset_choice(
+    record: DeliveryRecord | None, handlers: Collection[str] | None, include_done: bool
+) -> list[str]:
+    """The handlers :meth:`DeliveryStore.reset` would reset, before it checks they are not
+    pending: those named, else those of ``record`` that failed (or are done, if asked)."""
+    if handlers is not None:
+        return list(handlers)
+    if record is None:
+        return []
+    wanted = {HandlerStatus.FAILED, *([HandlerStatus.DONE] if include_done else [])}
+    return [name for name, state in record.handlers.items() if state.status in wanted]

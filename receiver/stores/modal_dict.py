@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
 from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
-from receiver.stores import Body, StoreError, TooLarge
+from receiver.stores import Body, StoreError, TooLarge, reset_choice
 
 T = TypeVar("T")
 
@@ -228,7 +228,8 @@ class ModalDictStore:
             status = HandlerStatus.DONE
         else:
             status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
-        await self._put_state(delivery_id, handler, HandlerState(status, attempt, error))
+        state = HandlerState(status, attempt, error, time.time())
+        await self._put_state(delivery_id, handler, state)
         key = _claim_key(delivery_id, handler, attempt)
         if hold_until is None:
             await self._call(self.entries.pop.aio(key, None))
@@ -297,19 +298,37 @@ class ModalDictStore:
         summaries = [*kept.values(), *await self.unswept(ahead=True)]
         return _ids_with(await self.with_states_all(summaries), DeliveryStatus.DEAD)
 
-    async def reset_failed(self, delivery_id: str) -> list[str]:
-        """Make the failed handlers pending again, and index the delivery again so that the
-        sweeper follows it to its end (and takes it off the dead letters if it succeeds)."""
+    async def reset(
+        self,
+        delivery_id: str,
+        handlers: Collection[str] | None = None,
+        *,
+        include_done: bool = False,
+    ) -> list[str]:
+        """Make handlers pending again (see :meth:`DeliveryStore.reset`), and index the
+        delivery again so that the sweeper follows it to its end (and takes it off the dead
+        letters if it succeeds)."""
         record = await self.get(delivery_id)
         if record is None:
             return []
-        failed = [n for n, s in record.handlers.items() if s.status is HandlerStatus.FAILED]
-        for name in failed:
+        chosen = reset_choice(record, handlers, include_done)
+        reset = [
+            name
+            for name in chosen
+            if name in record.handlers and record.handlers[name].status is not HandlerStatus.PENDING
+        ]
+        for name in reset:
             await self._put_state(delivery_id, name, HandlerState())
-        if failed:  # into a bucket the sweeper has yet to drain, whatever this clock says
+        if reset:  # into a bucket the sweeper has yet to drain, whatever this clock says
             cursor = await self.cursor() or 0
             await self.index(summary_of(record), max(time.time(), cursor * BUCKET_SECONDS))
-        return failed
+        return reset
+
+    async def get_meta(self, key: str) -> Any:
+        return await self._call(self.entries.get.aio(f"meta:{key}"))
+
+    async def set_meta(self, key: str, value: Any) -> None:
+        await self._call(self.entries.put.aio(f"meta:{key}", value))
 
     async def with_states_all(self, summaries: Iterable[dict]) -> list[DeliveryRecord]:
         """Records of many summaries (one per id), read in parallel."""
@@ -399,13 +418,19 @@ class ModalDictStore:
         state = await self._call(self.entries.get.aio(f"handler:{delivery_id}:{handler}"))
         if not state:
             return HandlerState()
-        return HandlerState(HandlerStatus(state["status"]), state["attempts"], state["last_error"])
+        return HandlerState(
+            HandlerStatus(state["status"]),
+            state["attempts"],
+            state["last_error"],
+            state.get("finished_at"),
+        )
 
     async def _put_state(self, delivery_id: str, handler: str, state: HandlerState) -> None:
         value = {
             "status": state.status.value,
             "attempts": state.attempts,
             "last_error": state.last_error,
+            "finished_at": state.finished_at,
         }
         await self._call(self.entries.put.aio(f"handler:{delivery_id}:{handler}", value))
 

@@ -30,12 +30,13 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
-from receiver.stores import Body, StoreError
+from receiver.stores import Body, StoreError, reset_choice
 
 _BUSY = (sqlite3.SQLITE_BUSY, getattr(sqlite3, "SQLITE_BUSY_SNAPSHOT", 517))
 LARGE_BYTES = 64 * 1024  # larger bodies go to files, larger batches commit in a thread
@@ -69,7 +70,12 @@ CREATE TABLE IF NOT EXISTS handler_states (
     last_error TEXT,
     claim_owner TEXT,  -- who runs the current attempt (see start_attempt), until claim_until
     claim_until REAL,
+    finished_at REAL,  -- when the last attempt ended
     PRIMARY KEY (delivery_id, handler)
+);
+CREATE TABLE IF NOT EXISTS meta (  -- small JSON values kept across runs (alert state)
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
 );
 -- Partial indexes: only the rows the worker and the listings look for. A full index on
 -- status held every done row, and each write touched a random page of it.
@@ -91,7 +97,7 @@ _IDS_WITH = {  # the status spelled in the SQL (see _ids_with); only enum consta
 }
 _SELECT_RECORDS = (
     "SELECT d.id, d.received_at, d.source, d.subject, d.runs, d.routes,"
-    " h.handler, h.status, h.attempts, h.last_error"
+    " h.handler, h.status, h.attempts, h.last_error, h.finished_at"
     " FROM deliveries d LEFT JOIN handler_states h ON h.delivery_id = d.id"
 )
 # Columns added since the first release, for stores created before them.
@@ -105,6 +111,7 @@ _MIGRATIONS = {
     ("deliveries", "body_length"): "ADD COLUMN body_length INTEGER NOT NULL DEFAULT 0",
     ("handler_states", "claim_owner"): "ADD COLUMN claim_owner TEXT",
     ("handler_states", "claim_until"): "ADD COLUMN claim_until REAL",
+    ("handler_states", "finished_at"): "ADD COLUMN finished_at REAL",
 }
 
 
@@ -424,9 +431,9 @@ class SqliteStore:
             self._query(
                 "UPDATE handler_states SET status = ?1, last_error = ?2,"
                 " claim_owner = CASE WHEN ?3 IS NULL THEN NULL ELSE claim_owner END,"
-                " claim_until = ?3"
+                " claim_until = ?3, finished_at = ?7"
                 " WHERE delivery_id = ?4 AND handler = ?5 AND claim_owner = ?6 RETURNING 1",
-                (status.value, error, hold_until, delivery_id, handler, owner),
+                (status.value, error, hold_until, delivery_id, handler, owner, time.time()),
             )
         )
 
@@ -469,22 +476,40 @@ class SqliteStore:
         dead_ids = set(self._ids_with(HandlerStatus.FAILED)) - set(await self.unfinished())
         return sorted(dead_ids)
 
-    async def reset_failed(self, delivery_id: str) -> list[str]:
+    async def reset(
+        self,
+        delivery_id: str,
+        handlers: Collection[str] | None = None,
+        *,
+        include_done: bool = False,
+    ) -> list[str]:
+        chosen = reset_choice(
+            await self.get(delivery_id) if handlers is None else None, handlers, include_done
+        )
         with self._transaction() as db:
-            handlers = [
+            reset = [
                 name
-                for (name,) in db.execute(
-                    "SELECT handler FROM handler_states WHERE delivery_id = ? AND status = ?",
-                    (delivery_id, HandlerStatus.FAILED.value),
-                )
+                for name in chosen
+                if db.execute(
+                    "UPDATE handler_states SET status = ?, attempts = 0, claim_owner = NULL,"
+                    " claim_until = NULL WHERE delivery_id = ? AND handler = ? AND status != ?"
+                    " RETURNING 1",
+                    (HandlerStatus.PENDING.value, delivery_id, name, HandlerStatus.PENDING.value),
+                ).fetchall()
             ]
+        return reset
+
+    async def get_meta(self, key: str) -> Any:
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return json.loads(rows[0][0]) if rows else None
+
+    async def set_meta(self, key: str, value: Any) -> None:
+        with self._transaction() as db:
             db.execute(
-                "UPDATE handler_states"
-                " SET status = ?, attempts = 0, claim_owner = NULL, claim_until = NULL"
-                " WHERE delivery_id = ? AND status = ?",
-                (HandlerStatus.PENDING.value, delivery_id, HandlerStatus.FAILED.value),
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
             )
-        return handlers
 
     def close(self) -> None:
         """Close the database connection."""
@@ -515,6 +540,7 @@ class SqliteStore:
             status,
             attempts,
             error,
+            finished_at,
         ) in rows:
             record = records.get(id_)
             if record is None:
@@ -522,7 +548,9 @@ class SqliteStore:
                     id_, received_at, source, subject, runs, tuple(filter(None, routes.split(",")))
                 )
             if handler is not None:
-                record.handlers[handler] = HandlerState(HandlerStatus(status), attempts, error)
+                record.handlers[handler] = HandlerState(
+                    HandlerStatus(status), attempts, error, finished_at
+                )
         return list(records.values())
 
 
