@@ -23,20 +23,17 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import Field, SecretStr
 
 from handlers.log_runs import run_url
 from receiver import HandlerContext, HandlerOptions, RulePayload, Run
+from receiver.slack import MAX_SECTION_CHARS, cut, escape, post_with_retries
 
 MAX_LISTED_ERRORS = 10
 MAX_ERROR_CHARS = 200
-MAX_SECTION_CHARS = 2900  # Slack: 3,000 characters per section text
-MAX_RETRY_AFTER_SECONDS = 30.0
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +44,10 @@ def _warn_once(message: str) -> None:
     log.warning(message)
 
 
-def _escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _errored_line(run: Run, web_url: str) -> str:
-    name = _escape(_cut(run.name or str(run.id), 80))
+    name = escape(cut(run.name or str(run.id), 80))
     label = f"<{url}|{name}>" if (url := run_url(run, web_url)) else name
-    error = _escape(_cut((run.error or "no error message").splitlines()[0], MAX_ERROR_CHARS))
+    error = escape(cut((run.error or "no error message").splitlines()[0], MAX_ERROR_CHARS))
     return f"• {label} ({run.run_type or 'run'}): {error}"
 
 
@@ -70,7 +58,7 @@ def build_message(payload: RulePayload, web_url: str) -> dict[str, Any]:
     title = f"LangSmith rule fired: {len(payload.runs)} runs, {len(errored)} errored"
     window = f"{payload.start_time:%Y-%m-%d %H:%M:%S} → {payload.end_time:%Y-%m-%d %H:%M:%S} UTC"
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _cut(title, 150)}},
+        {"type": "header", "text": {"type": "plain_text", "text": cut(title, 150)}},
         {
             "type": "context",
             "elements": [{"type": "mrkdwn", "text": f"Rule `{payload.rule_id}` · {window}"}],
@@ -79,7 +67,7 @@ def build_message(payload: RulePayload, web_url: str) -> dict[str, Any]:
             "type": "section",
             "text": {
                 "type": "mrkdwn",
-                "text": " · ".join(f"*{_escape(s)}*: {n}" for s, n in by_status.most_common())
+                "text": " · ".join(f"*{escape(s)}*: {n}" for s, n in by_status.most_common())
                 or "no runs",
             },
         },
@@ -96,33 +84,6 @@ def build_message(payload: RulePayload, web_url: str) -> dict[str, Any]:
             lines.append(f"and {len(errored) - len(lines)} more")
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}})
     return {"text": title, "blocks": blocks}
-
-
-def post_with_retries(
-    url: str,
-    message: dict[str, Any],
-    *,
-    attempts: int,
-    sleep: Callable[[float], None] = time.sleep,
-) -> None:
-    """POST ``message``; retry 429 and 5xx (waiting ``Retry-After`` when given), else raise."""
-    import httpx  # here, not at the top: the web function imports this module at start-up
-
-    with httpx.Client(timeout=10.0) as client:
-        for attempt in range(1, attempts + 1):
-            response = client.post(url, json=message)
-            if response.is_success:
-                return
-            retryable = response.status_code == 429 or response.status_code >= 500
-            if not retryable or attempt == attempts:
-                raise RuntimeError(
-                    f"Slack answered {response.status_code}: {_cut(response.text, 200)}"
-                )
-            try:
-                delay = float(response.headers.get("Retry-After", ""))
-            except ValueError:
-                delay = float(2 ** (attempt - 1))
-            sleep(min(max(delay, 0.0), MAX_RETRY_AFTER_SECONDS))
 
 
 class Options(HandlerOptions):

@@ -24,7 +24,7 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from receiver.settings import ModulePath, Settings, SettingsError
+from receiver.settings import Duration, ModulePath, Settings, SettingsError
 
 RouteName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 RoutePath = Annotated[str, StringConstraints(pattern=r"^/([A-Za-z0-9._~-]+/)*[A-Za-z0-9._~-]*$")]
@@ -120,6 +120,9 @@ class Route(BaseModel):
     sources: tuple[str, ...] = Field(("rule",), min_length=1)
     handlers: tuple[ModulePath, ...] = Field(min_length=1)
     match: Match = Match()
+    # Alert once when no delivery arrived within this long ("6h"): a rule disabled, or its
+    # URL changed, is otherwise silent.
+    expect_every: Duration | None = None
 
     def accepts(self, source: str, facts: Mapping[str, Any], runs: RunFactsLike | None) -> bool:
         """True when a delivery of ``source`` with these facts is this route's: one of its

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Self, get_args
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     SecretStr,
     StringConstraints,
@@ -62,6 +63,22 @@ def split_list(raw: Any) -> Any:
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode]  # a variable holding "a,b,c"
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> Any:
+    """``"30s"``, ``"10m"``, ``"6h"``, ``"1d"``, ``"2w"`` → seconds; numbers pass as seconds."""
+    if isinstance(value, str):
+        found = _DURATION.match(value)
+        if found is None:
+            raise ValueError(f"{value!r} is no duration: write 30s, 10m, 6h, 1d or 2w")
+        return float(found[1]) * _UNIT_SECONDS[found[2]]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]  # seconds
 # A host name or a shell-style pattern of them ("*.example.com"): no scheme, port or path.
 HostPattern = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9*?.-]+$")]
 # A Modal app, secret or Dict name, as modal/_utils/name_utils.py accepts it.
@@ -194,6 +211,22 @@ class Settings(EnvSettings):
     )
     max_blob_bytes: int = Field(25 * 1024 * 1024, validation_alias="LANGSMITH_MAX_BLOB_BYTES", gt=0)
 
+    # The delivery console (/console) and its JSON API (/api): off without a token, which is
+    # its own credential (never the webhook secret LangSmith holds).
+    console_token: SecretStr | None = Field(
+        None, validation_alias="WEBHOOK_CONSOLE_TOKEN", min_length=16, repr=False
+    )
+    console_session_hours: float = Field(
+        12.0, validation_alias="WEBHOOK_CONSOLE_SESSION_HOURS", gt=0, le=24 * 30
+    )
+    # Where the app is reachable (deploy.py sets it from the Modal URL): absolute links in
+    # alerts. Unset, they are relative paths.
+    public_url: str | None = Field(None, validation_alias="WEBHOOK_PUBLIC_URL")
+    # Alerts: a Slack incoming webhook (a credential: keep it in the webhook Modal secret).
+    slack_alerts_webhook_url: SecretStr | None = Field(
+        None, validation_alias="SLACK_ALERTS_WEBHOOK_URL", repr=False
+    )
+
     # Deployment: names of the Modal app, its secrets and its Dict.
     app_name: ModalName = Field("langsmith-webhooks", validation_alias="WEBHOOK_APP_NAME")
     webhook_secret_name: ModalName = Field("ls-webhook", validation_alias="WEBHOOK_SECRET_NAME")
@@ -252,9 +285,25 @@ class Settings(EnvSettings):
     def _once_each(cls, handlers: tuple[str, ...]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(handlers))
 
-    @field_validator("langsmith_endpoint", "langsmith_web_url")
+    @field_validator("console_token")
     @classmethod
-    def _http_url(cls, url: str) -> str:
+    def _typable(cls, token: SecretStr | None) -> SecretStr | None:
+        if token is not None and not _URL_SAFE.match(token.get_secret_value()):
+            raise ValueError("must be URL-safe ASCII, as scripts/create_secrets.py generates")
+        return token
+
+    @field_validator("slack_alerts_webhook_url")
+    @classmethod
+    def _https(cls, url: SecretStr | None) -> SecretStr | None:
+        if url is not None and not url.get_secret_value().startswith(("https://", "http://")):
+            raise ValueError("must be an http(s) URL (Slack's incoming webhook)")
+        return url
+
+    @field_validator("langsmith_endpoint", "langsmith_web_url", "public_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
         if not url.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return url.rstrip("/")
@@ -267,8 +316,9 @@ class Settings(EnvSettings):
     @property
     def redacted_values(self) -> tuple[str, ...]:
         """Every secret the process holds: what log redaction replaces by ``***``."""
-        key = self.langsmith_api_key.get_secret_value() if self.langsmith_api_key else ""
-        return (*self.secret_values, *self.signing_secret_values, *filter(None, [key]))
+        others = (self.langsmith_api_key, self.console_token, self.slack_alerts_webhook_url)
+        clear = [secret.get_secret_value() for secret in others if secret is not None]
+        return (*self.secret_values, *self.signing_secret_values, *clear)
 
     @property
     def signing_secret_values(self) -> tuple[str, ...]:

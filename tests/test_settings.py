@@ -35,6 +35,10 @@ BAD_VALUES = {
     "LANGSMITH_BLOB_HOSTS": "minio.internal, https://minio.internal:9000",
     "LANGSMITH_BLOB_TIMEOUT_SECONDS": "0",
     "LANGSMITH_MAX_BLOB_BYTES": "-1",
+    "WEBHOOK_CONSOLE_TOKEN": "short",
+    "WEBHOOK_CONSOLE_SESSION_HOURS": "0",
+    "WEBHOOK_PUBLIC_URL": "hooks.example.com",
+    "SLACK_ALERTS_WEBHOOK_URL": "hooks.slack.com/services/T/B/x",
 }
 # (a routes file is checked when it is loaded: tests/test_routes.py)
 FREE_FORM = {

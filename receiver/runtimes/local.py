@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from receiver.console.views import add_console
 from receiver.delivery import DeliveryRecord
 from receiver.dispatch import load_configuration
 from receiver.edge import create_app
@@ -191,6 +192,11 @@ def create_local_app(settings: Settings) -> FastAPI:
             await worker.stop()
 
     app = create_app(settings, routes, LocalIntake(store, worker.wake), lifespan=lifespan)
+
+    async def rerun(delivery_id: str) -> None:
+        worker.wake(delivery_id)
+
+    add_console(app, settings, routes, store, rerun)
     app.state.store = store
     app.state.worker = worker
     return app

@@ -22,6 +22,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from receiver.console.views import add_console
 from receiver.delivery import DeliveryRecord, DeliveryStatus
 from receiver.dispatch import Dispatcher, describe_error, load_configuration
 from receiver.edge import create_app
@@ -99,9 +100,18 @@ def create_modal_app(settings: Settings, store: ModalDictStore, spawn: Spawn) ->
 
     Handlers are not run here, so they are not loaded: the routes name them, which is
     enough for the record (``webhook_app.py`` loads and checks them when the app is defined).
+    The console (when ``WEBHOOK_CONSOLE_TOKEN`` is set) replays by spawning ``process``.
     """
     routes = load_routes(settings, SOURCES)
-    return create_app(settings, routes, ModalIntake(store, spawn))
+    app = create_app(settings, routes, ModalIntake(store, spawn))
+
+    async def rerun(delivery_id: str) -> None:
+        """A replay from the console: spawn ``process``, noting the call for the sweeper."""
+        call = await spawn(delivery_id)
+        await store.record_call(delivery_id, call.object_id)
+
+    add_console(app, settings, routes, store, rerun)
+    return app
 
 
 CLAIM_WAITS = 4  # lease periods a `process` call waits for another owner's claim to end
