@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 
 from receiver.console.session import Session, Sessions, csrf_matches
@@ -49,6 +49,10 @@ class BadRequest(ValueError):
     """A filter or form the console cannot use (the answer says which)."""
 
 
+class LoginNeeded(Exception):
+    """A console page asked for without a session: the answer sends the browser to log in."""
+
+
 def add_console(
     app: FastAPI, settings: Settings, routes: RouteTable, store: DeliveryStore, rerun: Rerun
 ) -> None:
@@ -70,9 +74,14 @@ def add_console(
 
         return HTMLResponse(render(f"console/{template}", **values), status, headers=HEADERS)
 
-    def to_login(request: Request) -> Response:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return RedirectResponse(f"/console/login?{urlencode({'next': target})}", 303, HEADERS)
+    def current_session(request: Request) -> Session:
+        """The page's session (a dependency); without one, the login page."""
+        session = sessions.of(request)
+        if session is None:
+            raise LoginNeeded
+        return session
+
+    logged_in = Depends(current_session)
 
     async def form_of(request: Request) -> dict[str, str]:
         raw = await request.body()
@@ -81,12 +90,10 @@ def add_console(
         fields = parse_qs(raw.decode("utf-8", "replace"), keep_blank_values=True)
         return {name: values[-1] for name, values in fields.items()}
 
-    async def session_form(request: Request) -> tuple[Session | None, dict[str, str]]:
+    async def session_form(request: Request) -> tuple[Session, dict[str, str]]:
         """The session and the form of a state-changing request; a missing or wrong CSRF
         token is a 403 (raised as ``PermissionError``)."""
-        session = sessions.of(request)
-        if session is None:
-            return None, {}
+        session = current_session(request)
         form = await form_of(request)
         if not csrf_matches(session, form.get("csrf")):
             raise PermissionError("missing or wrong CSRF token: reload the page and retry")
@@ -110,17 +117,13 @@ def add_console(
 
     @app.post("/console/logout", include_in_schema=False)
     async def logout(request: Request) -> Response:
-        session, _ = await session_form(request)
+        await session_form(request)
         response = RedirectResponse("/console/login", 303, HEADERS)
-        if session is not None:
-            sessions.end(request, response)
+        sessions.end(request, response)
         return response
 
     @app.get("/console", include_in_schema=False)
-    async def deliveries_page(request: Request) -> Response:
-        session = sessions.of(request)
-        if session is None:
-            return to_login(request)
+    async def deliveries_page(request: Request, session: Session = logged_in) -> Response:
         query = request.query_params
         selection = _selection(query)
         window = query.get("window") if query.get("window") in WINDOWS else "day"
@@ -150,10 +153,9 @@ def add_console(
         )
 
     @app.get("/console/deliveries/{delivery_id}", include_in_schema=False)
-    async def delivery_page(request: Request, delivery_id: str) -> Response:
-        session = sessions.of(request)
-        if session is None:
-            return to_login(request)
+    async def delivery_page(
+        request: Request, delivery_id: str, session: Session = logged_in
+    ) -> Response:
         record = await store.get(delivery_id)
         if record is None:
             return page("missing.html", 404, session=session, delivery_id=delivery_id)
@@ -172,16 +174,11 @@ def add_console(
         )
 
     @app.get("/console/deliveries/{delivery_id}/body", include_in_schema=False)
-    async def body_download(request: Request, delivery_id: str) -> Response:
-        if sessions.of(request) is None:
-            return to_login(request)
+    async def body_download(delivery_id: str, session: Session = logged_in) -> Response:
         return await _body_response(store, delivery_id)
 
     @app.get("/console/replay", include_in_schema=False)
-    async def replay_confirmation(request: Request) -> Response:
-        session = sessions.of(request)
-        if session is None:
-            return to_login(request)
+    async def replay_confirmation(request: Request, session: Session = logged_in) -> Response:
         query = request.query_params
         selection = _selection(query)
         include_done = query.get("include_done") == "1"
@@ -198,9 +195,7 @@ def add_console(
 
     @app.post("/console/replay", include_in_schema=False)
     async def replay(request: Request) -> Response:
-        session, form = await session_form(request)
-        if session is None:
-            return to_login(request)
+        _, form = await session_form(request)
         delivery_id = form.get("id")
         if delivery_id:
             record = await store.get(delivery_id)
@@ -315,6 +310,11 @@ def add_console(
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
         return JSONResponse({"detail": str(exc)}, 422, headers=HEADERS)
+
+    @app.exception_handler(LoginNeeded)
+    async def to_login(request: Request, exc: LoginNeeded) -> Response:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/console/login?{urlencode({'next': target})}", 303, HEADERS)
 
     @app.exception_handler(PermissionError)
     async def forbidden(request: Request, exc: PermissionError) -> Response:
