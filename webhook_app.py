@@ -65,6 +65,7 @@ app = modal.App(settings.app_name, image=image)
 # restored container starts with FastAPI and the receiver already imported. The app itself
 # is built in `web()`, which Modal calls after the restore, so it sees current secrets.
 with image.imports():
+    from receiver.alerts import check_alerts
     from receiver.logs import configure_logging
     from receiver.runtimes.modal import create_modal_app, process_delivery
     from receiver.runtimes.sweeper import sweep as sweep_deliveries
@@ -124,7 +125,10 @@ async def call_alive(call_id: str) -> bool:
     return False
 
 
+# It also posts the alerts due (dead, recovered, quiet routes) to SLACK_ALERTS_WEBHOOK_URL,
+# which the webhook secret holds: the only secret it gets.
 @app.function(
+    secrets=[webhook_secret],
     env=runtime_env,
     schedule=modal.Period(minutes=1),
     max_containers=1,
@@ -139,7 +143,8 @@ async def sweep() -> dict:
         call_alive=call_alive,
         retention_days=current.dead_retention_days,
     )
-    return dataclasses.asdict(report)
+    alerts = await check_alerts(current, routes, store)
+    return {**dataclasses.asdict(report), "alerts": len(alerts)}
 
 
 # The endpoint. One container answers many deliveries at once (the work per request is a

@@ -183,6 +183,8 @@ class Settings(EnvSettings):
     # How long a handler attempt is claimed for without a renewal (renewed every third of
     # it while the handler runs): a process that dies holding one is replaced after this.
     lease_seconds: float = Field(30.0, validation_alias="WEBHOOK_LEASE_SECONDS", ge=1)
+    # How often the local worker looks for deliveries left pending, and for alerts due.
+    sweep_seconds: float = Field(30.0, validation_alias="WEBHOOK_SWEEP_SECONDS", gt=0, le=3600)
 
     # The local store.
     store_path: Path = Field(Path("data/deliveries.sqlite3"), validation_alias="WEBHOOK_STORE_PATH")

@@ -43,10 +43,11 @@ def test_only_process_holds_the_langsmith_key():
     assert "'langsmith'" in process_secrets
 
 
-def test_the_sweeper_runs_every_minute_and_holds_no_secret():
+def test_the_sweeper_runs_every_minute_and_holds_only_the_webhook_secret():
+    """It posts alerts (SLACK_ALERTS_WEBHOOK_URL is in the webhook secret), never the key."""
     sweep = webhook_app.sweep.info()
     assert sweep.schedule == "Period(minutes=1)"
-    assert sweep.secrets == [] and sweep.web_info is None
+    assert sweep.secrets == ["modal.Secret.from_name('ls-webhook')"] and sweep.web_info is None
 
 
 def test_web_is_a_concurrent_web_endpoint_and_process_is_not():

@@ -61,7 +61,8 @@ def test_the_deploy_creates_the_web_and_process_functions_as_declared():
     assert secrets["ls-webhook"]["required_keys"] == ["LS_WEBHOOK"]
     assert secrets["langsmith"]["required_keys"] == ["LANGSMITH_API_KEY"]
     assert len(web["secret_ids"]) == 1 and len(process["secret_ids"]) == 2  # no key on web
-    assert not sweep.get("secret_ids")  # it reads the Dict and spawns: no secret, no key
+    # it reads the Dict, spawns and posts alerts: the webhook secret (the Slack alerts URL)
+    assert sweep["secret_ids"] == web["secret_ids"]
 
     uv_step = [command for image in deployed["images"] for command in image if "uv sync" in command]
     assert uv_step and "--frozen" in uv_step[0] and "--compile-bytecode" in uv_step[0]

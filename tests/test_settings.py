@@ -36,6 +36,7 @@ BAD_VALUES = {
     "LANGSMITH_BLOB_TIMEOUT_SECONDS": "0",
     "LANGSMITH_MAX_BLOB_BYTES": "-1",
     "WEBHOOK_CONSOLE_TOKEN": "short",
+    "WEBHOOK_SWEEP_SECONDS": "0",
     "WEBHOOK_CONSOLE_SESSION_HOURS": "0",
     "WEBHOOK_PUBLIC_URL": "hooks.example.com",
     "SLACK_ALERTS_WEBHOOK_URL": "hooks.slack.com/services/T/B/x",

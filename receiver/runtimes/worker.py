@@ -7,8 +7,9 @@ what the server leaves, and catches up after), reads the same SQLite store, and 
 each new delivery through a pipe (one line per delivery id). Deliveries are processed
 concurrently (up to ``WEBHOOK_WORKER_CONCURRENCY``), each by the same
 :class:`~receiver.dispatch.Dispatcher` that Modal's ``process`` uses. On start, and every
-``sweep_seconds``, it picks up whatever the store still has pending (left by a crash, made
-pending by a replay, or a wake-up lost to a full pipe).
+``sweep_seconds`` (``WEBHOOK_SWEEP_SECONDS``), it picks up whatever the store still has
+pending (left by a crash, made pending by a replay, or a wake-up lost to a full pipe) and
+posts the alerts due.
 
 The pipe's end is also how the worker knows the server is gone: ``q`` asks for a clean
 stop; end-of-file without it means the server died, and the worker dies too, as an
@@ -30,6 +31,7 @@ import socket
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from receiver.alerts import check_alerts
 from receiver.dispatch import Dispatcher, load_configuration
 from receiver.logs import configure_logging
 from receiver.settings import Settings
@@ -61,7 +63,8 @@ class LocalWorker:
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever())
 
     async def sweep(self) -> None:
-        """Submit every pending delivery of the store that is not being processed."""
+        """Submit every pending delivery of the store that is not being processed, then
+        post the alerts due (``SLACK_ALERTS_WEBHOOK_URL``)."""
         released = self.store.release_dead_claims(owner_alive)
         if released:
             log.info("released %d handler claims of processes that are gone", released)
@@ -71,6 +74,10 @@ class LocalWorker:
             log.info("resuming %d unfinished deliveries", len(resumed))
         for delivery_id in resumed:
             self.submit(delivery_id)
+        try:
+            await check_alerts(self.dispatcher.settings, self.dispatcher.routes, self.store)
+        except Exception:
+            log.exception("checking for alerts failed; trying again at the next sweep")
 
     def submit(self, delivery_id: str) -> None:
         """Process ``delivery_id`` in the background (once, however often it is submitted)."""
@@ -143,7 +150,7 @@ async def _serve(settings: Settings, fd: int) -> None:
     store = SqliteStore(settings.store_path, busy_timeout=settings.store_busy_seconds)
     routes, handlers = load_configuration(settings)
     dispatcher = Dispatcher(store, handlers, settings, routes)
-    worker = LocalWorker(dispatcher, store)
+    worker = LocalWorker(dispatcher, store, sweep_seconds=settings.sweep_seconds)
     loop = asyncio.get_running_loop()
     stopped = loop.create_future()
     pending = bytearray()
