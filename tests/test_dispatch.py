@@ -6,7 +6,7 @@ import logging
 from conftest import HEADER, drain, read_calls
 from support.payloads import unique_body
 
-from receiver.cli.replay import replay
+from receiver.cli.replay import plan_for, run_here
 from receiver.delivery import DeliveryStatus, HandlerStatus
 from receiver.dispatch import Dispatcher, HandlerContext
 from receiver.registry import load_handlers
@@ -102,7 +102,8 @@ def test_a_handler_that_always_fails_ends_dead_and_a_replay_after_the_fix_comple
 
     marker.touch()
     dispatcher = Dispatcher(store, load_handlers(settings.handlers), settings)
-    [replayed] = asyncio.run(replay(dispatcher, [delivery_id]))
+    plan = asyncio.run(plan_for(store, ids=[delivery_id]))
+    [replayed] = asyncio.run(run_here(dispatcher, plan))
     assert replayed.status is DeliveryStatus.DONE
     assert asyncio.run(store.dead()) == []
     calls = read_calls(record_path)

@@ -27,15 +27,18 @@ def run_script(name, *args, env):
     )
 
 
-@pytest.fixture
-def dead_delivery(make_settings, open_client, tmp_path, record_path):
-    """A store holding one dead delivery, and the environment that points the scripts at it."""
+def dead_deliveries(count, make_settings, open_client, tmp_path, record_path):
+    """A store holding ``count`` dead deliveries; their ids, the fix marker, and the
+    environment that points the scripts at the store."""
     marker = tmp_path / "fixed"
     settings = make_settings(
         handlers=(BROKEN, RECORDING), max_attempts=2, env={"FIX_MARKER": str(marker)}
     )
     with open_client(settings) as client:
-        delivery_id = client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
+        ids = [
+            client.post("/", content=unique_body(), headers=HEADER).json()["delivery_id"]
+            for _ in range(count)
+        ]
         drain(client)
     env = {
         "WEBHOOK_STORE_PATH": str(settings.store_path),
@@ -45,6 +48,15 @@ def dead_delivery(make_settings, open_client, tmp_path, record_path):
         "FIX_MARKER": str(marker),
         "TEST_RECORD_PATH": str(record_path),
     }
+    return ids, marker, env
+
+
+@pytest.fixture
+def dead_delivery(make_settings, open_client, tmp_path, record_path):
+    """A store holding one dead delivery, and the environment that points the scripts at it."""
+    [delivery_id], marker, env = dead_deliveries(
+        1, make_settings, open_client, tmp_path, record_path
+    )
     return delivery_id, marker, env
 
 
@@ -120,9 +132,17 @@ def deployed_dict(monkeypatch):
         def __init__(self, app, name, environment_name=None):
             looked_up.append((app, name, environment_name))
 
-        def spawn(self, delivery_id):
-            spawned.append(delivery_id)
-            return type("Call", (), {"object_id": "fc-1"})()
+        @property
+        def spawn(self):  # modal's spawn, and its async interface spawn.aio
+            def spawn(delivery_id):
+                spawned.append(delivery_id)
+                return type("Call", (), {"object_id": "fc-1"})()
+
+            async def aio(delivery_id):
+                return spawn(delivery_id)
+
+            spawn.aio = aio
+            return spawn
 
     looked_up = []
 
@@ -175,3 +195,54 @@ def test_replay_with_modal_resets_the_failed_handlers_and_spawns_process(deploye
         "dead-1: reset handlers_for_tests.broken_until_fixed; spawned fc-1"
         in capsys.readouterr().out
     )
+
+
+@pytest.fixture
+def three_dead(make_settings, open_client, tmp_path, record_path):
+    """Three dead deliveries, the first moved 3 hours back; returns
+    (old id, [new ids], marker, env)."""
+    import sqlite3
+
+    (old, *new), marker, env = dead_deliveries(3, make_settings, open_client, tmp_path, record_path)
+    with sqlite3.connect(env["WEBHOOK_STORE_PATH"]) as db:
+        db.execute("UPDATE deliveries SET received_at = received_at - 10800 WHERE id = ?", (old,))
+    return old, new, marker, env
+
+
+def test_replay_of_a_time_range_dry_run_reports_and_changes_nothing(three_dead):
+    old, new, marker, env = three_dead
+    marker.touch()
+    dry = run_script("replay.py", "--since", "2h", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "2 deliveries, 2 handlers would run again" in dry.stdout
+    assert all(delivery_id in dry.stdout for delivery_id in new) and old not in dry.stdout
+    listed = json.loads(run_script("deliveries.py", "--json", env=env).stdout)
+    assert {d["status"] for d in listed} == {"dead"}  # nothing changed
+
+
+def test_replay_of_a_time_range_reruns_exactly_those(three_dead):
+    old, new, marker, env = three_dead
+    marker.touch()
+    result = run_script("replay.py", "--since", "2h", env=env)
+    assert result.returncode == 0, result.stderr
+    listed = {
+        d["id"]: d["status"]
+        for d in json.loads(run_script("deliveries.py", "--json", env=env).stdout)
+    }
+    assert listed == {old: "dead", new[0]: "done", new[1]: "done"}
+
+
+def test_replay_include_done_runs_succeeded_handlers_again(three_dead):
+    _, new, marker, env = three_dead
+    marker.touch()
+    run_script("replay.py", new[0], env=env)  # now done
+    again = run_script("replay.py", new[0], "--include-done", "--dry-run", env=env)
+    assert "1 deliveries, 2 handlers would run again" in again.stdout  # both, done
+    plain = run_script("replay.py", new[0], "--dry-run", env=env)
+    assert "0 deliveries, 0 handlers" in plain.stdout
+
+
+def test_replay_refuses_a_bad_time_naming_it(dead_delivery):
+    _, _, env = dead_delivery
+    result = run_script("replay.py", "--since", "yesterday", env=env)
+    assert result.returncode == 2 and "since" in result.stderr
