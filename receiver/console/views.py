@@ -421,7 +421,7 @@ def _chart(hours: list[tuple[float, Any]]) -> dict[str, Any]:
                 bars.append(
                     {"x": n * bar, "y": y, "w": max(bar - gap, 1), "h": h, "s": status, "t": title}
                 )
-    return {"width": width, "height": height, "bars": bars, "peak": peak}
+    return {"width": width, "height": height, "bars": bars, "peak": peak, "hours": len(hours)}
 
 
 async def _body_response(store: DeliveryStore, delivery_id: str) -> Response:
