@@ -4,12 +4,17 @@
     uv run scripts/create_secrets.py --rotate           # a new secret; the old one still works
     uv run scripts/create_secrets.py --finish-rotation  # drop the old one
     uv run scripts/create_secrets.py --signing-secret   # add LangSmith's signing secret
+    uv run scripts/create_secrets.py --console          # turn the delivery console on
+    uv run scripts/create_secrets.py --slack-alerts     # alerts to SLACK_ALERTS_WEBHOOK_URL
 
 The webhook secret is 256 random bits, URL-safe. ``--signing-secret`` stores the signing
 secret LangSmith shows for an Engine or Context Hub subscription (from
 ``LS_SIGNING_SECRET``, or asked for without echo) as ``LS_SIGNING_SECRETS`` in the webhook
 Modal secret, next to ``LS_WEBHOOK``; after "Roll signing secret" in LangSmith, run it again
-with the new one: the previous one is kept beside it (one previous at most).
+with the new one: the previous one is kept beside it (one previous at most). ``--console``
+makes a console token (``WEBHOOK_CONSOLE_TOKEN``, as random as the webhook secret, shown
+once) and ``--slack-alerts`` stores ``SLACK_ALERTS_WEBHOOK_URL``; both live in the webhook
+Modal secret and in the state file, and are kept by every later run.
 ``LANGSMITH_API_KEY`` is read from the environment, or asked for without echo. Values reach
 the ``modal`` CLI through a temporary JSON file of mode 0600 (``--from-json``), never on its
 command line, and the file is deleted afterwards. A copy of the secrets stays in
@@ -121,6 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="store LangSmith's signing secret (LS_SIGNING_SECRET, or asked); keeps the last one",
     )
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="turn the delivery console on: a new WEBHOOK_CONSOLE_TOKEN (printed once)",
+    )
+    parser.add_argument(
+        "--slack-alerts",
+        action="store_true",
+        help="store SLACK_ALERTS_WEBHOOK_URL (from the environment, or asked) for alerts",
+    )
     parser.add_argument("--webhook-secret-name", default="ls-webhook")
     parser.add_argument(
         "--langsmith-secret-name", default=os.environ.get("LANGSMITH_SECRET_NAME", "langsmith")
@@ -157,9 +172,22 @@ def main(argv: list[str] | None = None) -> int:
                 langsmith["LANGSMITH_ENDPOINT"] = args.langsmith_endpoint
             if args.langsmith_workspace_id:
                 langsmith["LANGSMITH_WORKSPACE_ID"] = args.langsmith_workspace_id
+        if args.console:
+            state.console_token = new_webhook_secret()
+        if args.slack_alerts:
+            state.slack_alerts_url = secret_from_user(
+                "SLACK_ALERTS_WEBHOOK_URL",
+                "Slack incoming webhook URL for alerts",
+                "no Slack URL: export SLACK_ALERTS_WEBHOOK_URL=https://hooks.slack.com/...",
+            )
         values = {"LS_WEBHOOK": ",".join(webhook_secrets)}
-        if state.signing_secrets:  # the secret is replaced as a whole: keep them in it
+        # The secret is replaced as a whole: everything it held goes back in.
+        if state.signing_secrets:
             values["LS_SIGNING_SECRETS"] = ",".join(state.signing_secrets)
+        if state.console_token:
+            values["WEBHOOK_CONSOLE_TOKEN"] = state.console_token
+        if state.slack_alerts_url:
+            values["SLACK_ALERTS_WEBHOOK_URL"] = state.slack_alerts_url
         create_modal_secret(args.webhook_secret_name, values, args.env)
         state.secrets = webhook_secrets
         state.save()
@@ -176,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     if args.show_secret:
         print(f"Webhook secret: {webhook_secrets[0]}")
+    if args.console:  # typed once into the console's login form: shown now, kept in the state
+        print(f"Console token (log in at <your URL>/console): {state.console_token}")
     # Containers read secrets when they start: a redeploy makes the change take effect now.
     print("Next: `uv run scripts/deploy.py`.")
     if args.rotate:

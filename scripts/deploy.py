@@ -15,6 +15,7 @@ Modal token, webhook secret), 4 the deployed app has no web URL.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +66,11 @@ def main(
         require_modal_token()
         state = State.load(args.state_file)
         secret = state.current_secret
-        run_modal(["deploy", str(APP_FILE), *(["--env", args.env] if args.env else [])])
+        command = ["deploy", str(APP_FILE), *(["--env", args.env] if args.env else [])]
+        # The app links to itself (alerts) through WEBHOOK_PUBLIC_URL: yours if you set one
+        # (a custom domain), else the Modal URL, known after the first deploy.
+        public_url = os.environ.get("WEBHOOK_PUBLIC_URL") or state.url
+        run_modal(command, env={"WEBHOOK_PUBLIC_URL": public_url} if public_url else None)
         app_name = Settings.from_env().app_name
         url = lookup(app_name, args.env)
         if not url:
@@ -73,6 +78,8 @@ def main(
                 ExitCode.NOT_FOUND,
                 f"app '{app_name}' has no web URL: is WEBHOOK_APP_NAME the deployed app's name?",
             )
+        if not os.environ.get("WEBHOOK_PUBLIC_URL") and url != public_url:
+            run_modal(command, env={"WEBHOOK_PUBLIC_URL": url})  # once, on a first deploy
         state.url = url
         state.save()
     except CliError as exc:

@@ -270,6 +270,51 @@ def test_deploy_runs_modal_deploy_and_prints_the_configuration(
     assert f"X-Webhook-Secret: {secret}" in capsys.readouterr().out
 
 
+def test_deploy_gives_the_app_its_own_url_as_webhook_public_url(
+    workdir, modal_env, monkeypatch, capsys
+):
+    """Alerts link to the console: the app must know its URL, known after a first deploy."""
+    env, log = modal_env
+    run("create_secrets.py", "--skip-langsmith", cwd=workdir, env=env)
+    url = "https://acme--langsmith-webhooks-web.modal.run"
+    assert deploy_main(monkeypatch, workdir, env, lambda *_: url) == 0
+    first = [c["public_url"] for c in fake_modal.calls(log) if c["argv"][0] == "deploy"]
+    assert first == [None, url]  # the first deploy learns its URL, then deploys with it
+    assert deploy_main(monkeypatch, workdir, env, lambda *_: url) == 0
+    second = [c["public_url"] for c in fake_modal.calls(log) if c["argv"][0] == "deploy"]
+    assert second == [None, url, url]  # known from then on: one deploy
+    custom = {**env, "WEBHOOK_PUBLIC_URL": "https://hooks.acme.com"}
+    assert deploy_main(monkeypatch, workdir, custom, lambda *_: url) == 0
+    assert fake_modal.calls(log)[-1]["public_url"] == "https://hooks.acme.com"
+
+
+def test_console_token_and_slack_alerts_url_live_in_the_webhook_secret(workdir, modal_env):
+    env, log = modal_env
+    made = run("create_secrets.py", "--skip-langsmith", "--console", cwd=workdir, env=env)
+    assert made.returncode == 0, made.stderr
+    token = state(workdir)["console_token"]
+    assert (
+        len(token) >= 43 and f"Console token (log in at <your URL>/console): {token}" in made.stdout
+    )
+    assert fake_modal.calls(log)[-1]["json"]["WEBHOOK_CONSOLE_TOKEN"] == token
+    slack = "https://hooks.slack.com/services/T/B/secret"
+    added = run(
+        "create_secrets.py",
+        "--skip-langsmith",
+        "--slack-alerts",
+        cwd=workdir,
+        env={**env, "SLACK_ALERTS_WEBHOOK_URL": slack},
+    )
+    assert added.returncode == 0 and slack not in added.stdout + added.stderr
+    stored = fake_modal.calls(log)[-1]["json"]
+    assert stored["SLACK_ALERTS_WEBHOOK_URL"] == slack
+    assert stored["WEBHOOK_CONSOLE_TOKEN"] == token  # kept: the secret is rewritten whole
+    assert token not in added.stdout  # shown once, when made
+    run("create_secrets.py", "--rotate", cwd=workdir, env=env)
+    kept = fake_modal.calls(log)[-1]["json"]
+    assert kept["WEBHOOK_CONSOLE_TOKEN"] == token and kept["SLACK_ALERTS_WEBHOOK_URL"] == slack
+
+
 def test_deploy_without_a_secret_says_to_create_one(workdir, modal_env, monkeypatch, capsys):
     env, log = modal_env
     code = deploy_main(monkeypatch, workdir, env, lambda *_: "https://x")

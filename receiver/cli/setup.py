@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -72,11 +72,17 @@ def require_modal_token() -> None:
         )
 
 
-def run_modal(args: Sequence[str], *, capture: bool = False) -> subprocess.CompletedProcess:
-    """Run ``modal ARGS...``; a non-zero exit becomes a :class:`CliError`."""
+def run_modal(
+    args: Sequence[str], *, capture: bool = False, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run ``modal ARGS...`` (with ``env`` added to this process's environment); a non-zero
+    exit becomes a :class:`CliError`."""
     command = [find_modal_cli(), *args]
+    environment = {**os.environ, **env} if env else None
     # The command is the modal CLI and arguments built by our scripts, never a shell string.
-    result = subprocess.run(command, capture_output=capture, text=True, check=False)  # noqa: S603
+    result = subprocess.run(  # noqa: S603
+        command, capture_output=capture, text=True, check=False, env=environment
+    )
     if result.returncode != 0:
         detail = f": {result.stderr.strip()}" if capture and result.stderr else ""
         raise CliError(
@@ -88,12 +94,15 @@ def run_modal(args: Sequence[str], *, capture: bool = False) -> subprocess.Compl
 @dataclass
 class State:
     """The local state file's content: webhook secrets (current first), LangSmith's signing
-    secrets (current first) and the deployed URL."""
+    secrets (current first), the deployed URL, the console token, the Slack alerts URL."""
 
     path: Path = DEFAULT_STATE_PATH
     secrets: list[str] = field(default_factory=list, repr=False)
     url: str | None = None
     signing_secrets: list[str] = field(default_factory=list, repr=False)
+    # Kept in the webhook Modal secret too (it is rewritten whole each time).
+    console_token: str | None = field(default=None, repr=False)
+    slack_alerts_url: str | None = field(default=None, repr=False)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_STATE_PATH) -> State:
@@ -106,6 +115,8 @@ class State:
             list(data.get("secrets", [])),
             data.get("url"),
             list(data.get("signing_secrets", [])),
+            data.get("console_token"),
+            data.get("slack_alerts_url"),
         )
 
     @property
@@ -125,5 +136,9 @@ class State:
             content = {"secrets": self.secrets, "url": self.url}
             if self.signing_secrets:
                 content["signing_secrets"] = self.signing_secrets
+            if self.console_token:
+                content["console_token"] = self.console_token
+            if self.slack_alerts_url:
+                content["slack_alerts_url"] = self.slack_alerts_url
             json.dump(content, out, indent=2)
         os.chmod(self.path, 0o600)

@@ -1,8 +1,8 @@
 """A fake ``modal`` executable for the set-up scripts' tests (no Modal account offline).
 
-It records its arguments, its stdin and, for ``--from-json FILE``, the file's content and
-permissions at the moment it was called, one JSON line per call, in ``FAKE_MODAL_LOG``; it
-exits with ``FAKE_MODAL_EXIT`` (default 0).
+It records its arguments, its stdin, ``WEBHOOK_PUBLIC_URL`` and, for ``--from-json FILE``,
+the file's content and permissions at the moment it was called, one JSON line per call, in
+``FAKE_MODAL_LOG``; it exits with ``FAKE_MODAL_EXIT`` (default 0).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ SCRIPT = """#!{python}
 import json, os, stat, sys
 args = sys.argv[1:]
 entry = {{"argv": args, "stdin": sys.stdin.read() if not sys.stdin.isatty() else ""}}
+entry["public_url"] = os.environ.get("WEBHOOK_PUBLIC_URL")
 if "--from-json" in args:
     path = args[args.index("--from-json") + 1]
     entry["json_path"] = path
