@@ -64,6 +64,14 @@ def test_without_a_routes_file_one_default_route_takes_rules_at_the_root():
             "[[routes]]\nname = 'a'\nhandlers = ['h.y']",
             "route names used twice: a",
         ),
+        (
+            "[[routes]]\nname = 'a'\nhandlers = ['h.x']\nexpect_every = 'six hours'",
+            "route 'a': expect_every: Value error, 'six hours' is no duration: write 30s",
+        ),
+        (
+            "[[routes]]\nname = 'a'\nhandlers = ['h.x']\nexpect_every = '0s'",
+            "route 'a': expect_every: Input should be greater than 0",
+        ),
     ],
 )
 def test_a_bad_routes_file_stops_the_start_naming_the_file_route_and_key(tmp_path, text, message):
@@ -162,3 +170,16 @@ def test_the_test_kit_context_reads_the_handlers_options_as_the_server_would(tmp
     assert '"event": "AlertEvent"' in events.read_text()
     with pytest.raises(HandlerLoadError, match="TEST_EVENTS_PATH"):
         testing.context(watcher)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("10m", 600), ("6h", 21600), ("1d", 86400), ("1.5h", 5400)]
+)
+def test_expect_every_takes_durations(tmp_path, text, seconds):
+    routes = load_routes(
+        settings_for(
+            tmp_path, f"[[routes]]\nname = 'a'\nhandlers = ['h.x']\nexpect_every = '{text}'"
+        ),
+        SOURCES,
+    )
+    assert routes.routes[0].expect_every == seconds
