@@ -110,3 +110,32 @@ def test_a_body_the_dict_refuses_as_too_large_is_413_not_a_retry_that_cannot_hel
     response, _ = post(app, unique_body())
     assert response.status_code == 413
     assert response.json() == {"error": "the body is larger than the delivery store takes"}
+
+
+def test_the_console_on_modal_lists_from_the_dict_and_replays_by_spawning_process():
+    """The web function's console: its replay spawns `process` and notes the call, so the
+    sweeper does not spawn another while it is queued."""
+    from receiver.delivery import HandlerStatus
+
+    token = "console-token-modal-9d1f3a"
+    app, store, spawner = receiver(Faults(), console_token=token)
+    answer, _ = post(app, unique_body())
+    delivery_id = answer.json()["delivery_id"]
+
+    async def die_then_replay() -> tuple[dict, dict]:
+        await store.start_attempt(delivery_id, "handlers.log_runs", "test", time.time() + 30)
+        await store.finish_attempt(delivery_id, "handlers.log_runs", "test", "boom", final=True)
+        bearer = {"Authorization": f"Bearer {token}"}
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            listed = (await client.get("/api/deliveries?status=dead", headers=bearer)).json()
+            replayed = await client.post("/api/replay", headers=bearer, json={"status": "dead"})
+            return listed, replayed.json()
+
+    listed, replayed = asyncio.run(die_then_replay())
+    assert [d["id"] for d in listed["deliveries"]] == [delivery_id]
+    assert replayed["replayed"] == [delivery_id]
+    assert spawner.spawned == [delivery_id, delivery_id]  # on arrival, then the replay
+    record = asyncio.run(store.get(delivery_id))
+    assert record.handlers["handlers.log_runs"].status is HandlerStatus.PENDING
+    assert asyncio.run(store.call_of(delivery_id)) == "fc-2"
