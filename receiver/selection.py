@@ -118,17 +118,31 @@ class Found:
 async def select(store: DeliveryStore, selection: Selection, *, limit: int = SCAN_LIMIT) -> Found:
     """The deliveries ``selection`` picks among the newest ``limit``, with per-status counts
     of those matching everything but the status (what the status filter chooses from)."""
-    recent = await store.recent(limit, source=selection.source, route=selection.route)
-    truncated = len(recent) >= limit
-    any_status = replace(selection, status=None)
-    candidates = [record for record in recent if any_status.admits(record)]
-    if selection.run is not None:
-        if len(candidates) > RUN_SEARCH_LIMIT:
-            candidates, truncated = candidates[:RUN_SEARCH_LIMIT], True
-        candidates = await _mentioning(store, candidates, selection.run)
-    counts = Counter(record.status.value for record in candidates)
-    chosen = [r for r in candidates if selection.status in (None, r.status)]
-    return Found(chosen, len(recent), truncated, counts)
+    [found] = await select_each(store, [selection], limit=limit)
+    return found
+
+
+async def select_each(
+    store: DeliveryStore, selections: list[Selection], *, limit: int = SCAN_LIMIT
+) -> list[Found]:
+    """:func:`select` for several selections of one source and route (a page's list and its
+    chart), reading the newest deliveries once."""
+    source, route = selections[0].source, selections[0].route
+    assert all((s.source, s.route) == (source, route) for s in selections)
+    recent = await store.recent(limit, source=source, route=route)
+    found = []
+    for selection in selections:
+        truncated = len(recent) >= limit
+        any_status = replace(selection, status=None)
+        candidates = [record for record in recent if any_status.admits(record)]
+        if selection.run is not None:
+            if len(candidates) > RUN_SEARCH_LIMIT:
+                candidates, truncated = candidates[:RUN_SEARCH_LIMIT], True
+            candidates = await _mentioning(store, candidates, selection.run)
+        counts = Counter(record.status.value for record in candidates)
+        chosen = [r for r in candidates if selection.status in (None, r.status)]
+        found.append(Found(chosen, len(recent), truncated, counts))
+    return found
 
 
 async def _mentioning(

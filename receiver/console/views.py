@@ -24,7 +24,7 @@ from receiver.console.session import Session, Sessions, csrf_matches
 from receiver.delivery import DeliveryRecord, DeliveryStatus
 from receiver.replays import Rerun, carry_out, plan_replay
 from receiver.routes import RouteTable
-from receiver.selection import Selection, hourly, select
+from receiver.selection import Selection, hourly, select, select_each
 from receiver.settings import Settings
 from receiver.stores import DeliveryStore, StoreError
 
@@ -128,12 +128,10 @@ def add_console(
         selection = _selection(query)
         window = query.get("window") if query.get("window") in WINDOWS else "day"
         number = max(1, _int(query.get("page"), 1))
-        found = await select(store, selection)
+        in_window = Selection.parse(since=f"{WINDOWS[window]}h", **_without_time(selection))
+        found, chart_found = await select_each(store, [selection, in_window])
         pages = max(1, math.ceil(len(found.records) / PAGE_SIZE))
         shown = found.records[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
-        chart_found = await select(
-            store, Selection.parse(since=f"{WINDOWS[window]}h", **_without_time(selection))
-        )
         filters = selection.as_query()
         return page(
             "deliveries.html",
