@@ -29,6 +29,16 @@ def derive_delivery_id(body: bytes | bytearray, path: str = "/", key: str | None
     return digest.hexdigest()[:32]
 
 
+MAX_FAILURES_KEPT = 20  # failed attempts remembered per handler (replays add more)
+
+
+def with_failure(
+    failures: tuple[dict, ...], attempt: int, at: float, error: str
+) -> tuple[dict, ...]:
+    """``failures`` with one more, the oldest dropped past ``MAX_FAILURES_KEPT``."""
+    return (*failures, {"attempt": attempt, "at": at, "error": error})[-MAX_FAILURES_KEPT:]
+
+
 class HandlerStatus(StrEnum):
     """Where one handler stands on one delivery."""
 
@@ -53,6 +63,9 @@ class HandlerState:
     attempts: int = 0
     last_error: str | None = None
     finished_at: float | None = None  # when its last attempt ended (epoch seconds)
+    # Its failed attempts, oldest first, the last MAX_FAILURES_KEPT: {"attempt", "at",
+    # "error"}. Only failures: a handler that succeeds at once writes nothing more.
+    failures: tuple[dict, ...] = ()
 
 
 @dataclass
@@ -93,6 +106,7 @@ class DeliveryRecord:
                     "attempts": state.attempts,
                     "last_error": state.last_error,
                     "finished_at": state.finished_at,
+                    "failures": list(state.failures),
                 }
                 for name, state in self.handlers.items()
             },

@@ -120,3 +120,22 @@ def test_two_dispatchers_on_one_delivery_never_run_its_handler_at_once(
     assert {record.status for record in records} <= {DeliveryStatus.DONE, DeliveryStatus.PENDING}
     state = run(store.get("d1")).handlers[handler.name]
     assert (state.status, state.attempts) == (HandlerStatus.DONE, 1)
+
+
+def test_each_failed_attempt_is_remembered_the_last_20_and_a_success_adds_none(store):
+    """The console shows a handler's attempts: when each failed, and why."""
+    from receiver.delivery import MAX_FAILURES_KEPT
+
+    accepted(store)
+    for n in range(1, 26):
+        run(store.start_attempt("d1", HANDLER, "w", time.time() + 30))
+        run(store.finish_attempt("d1", HANDLER, "w", f"error {n}", final=True))
+        run(store.reset("d1"))  # a replay: the history stays
+    failures = run(store.get("d1")).handlers[HANDLER].failures
+    assert [f["error"] for f in failures] == [f"error {n}" for n in range(6, 26)]
+    assert len(failures) == MAX_FAILURES_KEPT and all(f["attempt"] == 1 for f in failures)
+    assert failures[0]["at"] <= failures[-1]["at"] <= time.time()
+    run(store.start_attempt("d1", HANDLER, "w", time.time() + 30))
+    run(store.finish_attempt("d1", HANDLER, "w", None, final=False))
+    state = run(store.get("d1")).handlers[HANDLER]
+    assert state.status is HandlerStatus.DONE and state.failures == failures

@@ -173,6 +173,8 @@ def test_the_list_filters_by_status_route_run_and_time_and_counts_each_status(co
     log_in(client)
     page = client.get("/console?status=dead").text
     assert first in page and by_run[0]["id"] not in page
+    detail = client.get(f"/console/deliveries/{first}").text
+    assert "1 failed attempt(s)" in detail and "attempt 1" in detail
     assert re.search(r'class="status dead">dead</span> 1', page)
     assert "<svg" in page and 'class="dead"' in page  # the chart has a dead bar
 
@@ -217,6 +219,7 @@ def test_a_succeeded_delivery_or_one_handler_can_be_run_again(console):
     client.post("/console/replay", data={"id": delivery_id, "csrf": csrf})
     drain(client)
     both = client.get(f"/api/deliveries/{delivery_id}", headers=BEARER).json()["handlers"]
+    assert both[BROKEN]["failures"] == []  # it never failed
     assert all(both[n]["finished_at"] > one[n]["finished_at"] for n in both if n != BROKEN)
     assert both[BROKEN]["finished_at"] > one[BROKEN]["finished_at"]
 

@@ -187,7 +187,7 @@ def test_delivery_status_needs_the_secret_and_shows_each_handler(client, sample_
     assert status["runs"] == 1
     state = status["handlers"]["handlers_for_tests.recording"]
     assert state.pop("finished_at") >= status["received_at"]
-    assert state == {"status": "done", "attempts": 1, "last_error": None}
+    assert state == {"status": "done", "attempts": 1, "last_error": None, "failures": []}
     assert client.get("/deliveries/unknown", headers=HEADER).status_code == 404
 
 

@@ -69,6 +69,11 @@ def test_deliveries_lists_the_dead_delivery_with_each_handler(dead_delivery):
     listed = json.loads(run_script("deliveries.py", "--json", env=env).stdout)
     state = listed[0]["handlers"][BROKEN]
     assert state.pop("finished_at") > listed[0]["received_at"]
+    failures = state.pop("failures")
+    assert [(f["attempt"], f["error"]) for f in failures] == [
+        (1, "RuntimeError: downstream rejected the payload"),
+        (2, "RuntimeError: downstream rejected the payload"),
+    ]
     assert state == {
         "status": "failed",
         "attempts": 2,

@@ -370,6 +370,7 @@ def _state(state: Any) -> dict[str, Any]:
         "attempts": state.attempts,
         "finished": _when(state.finished_at),
         "error": state.last_error or "",
+        "failures": [(f["attempt"], _when(f["at"]), f["error"]) for f in state.failures],
     }
 
 

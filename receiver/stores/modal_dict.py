@@ -37,7 +37,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
-from receiver.delivery import DeliveryRecord, DeliveryStatus, HandlerState, HandlerStatus
+from receiver.delivery import (
+    DeliveryRecord,
+    DeliveryStatus,
+    HandlerState,
+    HandlerStatus,
+    with_failure,
+)
 from receiver.stores import Body, StoreError, TooLarge, reset_choice
 
 T = TypeVar("T")
@@ -204,11 +210,12 @@ class ModalDictStore:
         raise StoreError(f"delivery {delivery_id}: {MAX_CLAIM_TRIES} expired claims of {handler}")
 
     async def renew(self, delivery_id: str, handler: str, owner: str, until: float) -> bool:
-        attempt = await self._own_attempt(delivery_id, handler, owner)
-        if attempt is None:
+        owned = await self._own_attempt(delivery_id, handler, owner)
+        if owned is None:
             return False
         claim = {"owner": owner, "until": until}
-        await self._call(self.entries.put.aio(_claim_key(delivery_id, handler, attempt), claim))
+        key = _claim_key(delivery_id, handler, owned.attempts)
+        await self._call(self.entries.put.aio(key, claim))
         return True
 
     async def finish_attempt(
@@ -221,15 +228,19 @@ class ModalDictStore:
         final: bool,
         hold_until: float | None = None,
     ) -> bool:
-        attempt = await self._own_attempt(delivery_id, handler, owner)
-        if attempt is None:
+        owned = await self._own_attempt(delivery_id, handler, owner)
+        if owned is None:
             return False
+        attempt, failures = owned.attempts, owned.failures
+        now = time.time()
         if error is None:
             status = HandlerStatus.DONE
         else:
             status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
-        state = HandlerState(status, attempt, error, time.time())
-        await self._put_state(delivery_id, handler, state)
+            failures = with_failure(failures, attempt, now, error)
+        await self._put_state(
+            delivery_id, handler, HandlerState(status, attempt, error, now, failures)
+        )
         key = _claim_key(delivery_id, handler, attempt)
         if hold_until is None:
             await self._call(self.entries.pop.aio(key, None))
@@ -244,16 +255,16 @@ class ModalDictStore:
     def _held_by_other(claim: dict | None, owner: str) -> bool:
         return bool(claim) and claim["owner"] != owner and claim["until"] > time.time()
 
-    async def _own_attempt(self, delivery_id: str, handler: str, owner: str) -> int | None:
-        """The attempt ``owner`` holds the claim of, or None if it has lost it (its claim
-        expired and another process claimed the next attempt)."""
-        attempt = (await self._state(delivery_id, handler)).attempts
-        claim = await self._claim(delivery_id, handler, attempt)
+    async def _own_attempt(self, delivery_id: str, handler: str, owner: str) -> HandlerState | None:
+        """The state whose attempt ``owner`` holds the claim of, or None if it has lost it
+        (its claim expired and another process claimed the next attempt)."""
+        state = await self._state(delivery_id, handler)
+        claim = await self._claim(delivery_id, handler, state.attempts)
         if not claim or claim["owner"] != owner:
             return None
-        if await self._claim(delivery_id, handler, attempt + 1):
+        if await self._claim(delivery_id, handler, state.attempts + 1):
             return None  # claimed after ours expired; its owner has not counted it yet
-        return attempt
+        return state
 
     # -- listings: O(page) Dict calls ----------------------------------------------------------
 
@@ -317,8 +328,9 @@ class ModalDictStore:
             for name in chosen
             if name in record.handlers and record.handlers[name].status is not HandlerStatus.PENDING
         ]
-        for name in reset:
-            await self._put_state(delivery_id, name, HandlerState())
+        for name in reset:  # fresh attempts; the failures stay on record
+            fresh = HandlerState(failures=record.handlers[name].failures)
+            await self._put_state(delivery_id, name, fresh)
         if reset:  # into a bucket the sweeper has yet to drain, whatever this clock says
             cursor = await self.cursor() or 0
             await self.index(summary_of(record), max(time.time(), cursor * BUCKET_SECONDS))
@@ -423,6 +435,7 @@ class ModalDictStore:
             state["attempts"],
             state["last_error"],
             state.get("finished_at"),
+            tuple(state.get("failures", ())),
         )
 
     async def _put_state(self, delivery_id: str, handler: str, state: HandlerState) -> None:
@@ -431,6 +444,7 @@ class ModalDictStore:
             "attempts": state.attempts,
             "last_error": state.last_error,
             "finished_at": state.finished_at,
+            "failures": list(state.failures),
         }
         await self._call(self.entries.put.aio(f"handler:{delivery_id}:{handler}", value))
 

@@ -35,7 +35,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from receiver.delivery import DeliveryRecord, HandlerState, HandlerStatus
+from receiver.delivery import MAX_FAILURES_KEPT, DeliveryRecord, HandlerState, HandlerStatus
 from receiver.stores import Body, StoreError, reset_choice
 
 _BUSY = (sqlite3.SQLITE_BUSY, getattr(sqlite3, "SQLITE_BUSY_SNAPSHOT", 517))
@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS handler_states (
     claim_owner TEXT,  -- who runs the current attempt (see start_attempt), until claim_until
     claim_until REAL,
     finished_at REAL,  -- when the last attempt ended
+    failures TEXT,  -- JSON: the failed attempts, the last MAX_FAILURES_KEPT
     PRIMARY KEY (delivery_id, handler)
 );
 CREATE TABLE IF NOT EXISTS meta (  -- small JSON values kept across runs (alert state)
@@ -95,9 +96,27 @@ _IDS_WITH = {  # the status spelled in the SQL (see _ids_with); only enum consta
     f" WHERE h.status = '{status.value}' ORDER BY d.received_at"
     for status in (HandlerStatus.PENDING, HandlerStatus.FAILED)
 }
+# A failed attempt appended to the JSON list of failures (?2 the error, ?7 the time), the
+# oldest dropped past MAX_FAILURES_KEPT (one at a time: one is added at a time), as
+# receiver.delivery.with_failure does.
+_APPENDED = (
+    "json_insert(coalesce(failures, '[]'), '$[#]',"
+    " json_object('attempt', attempts, 'at', ?7, 'error', ?2))"
+)
+_WITH_FAILURE = (
+    f"CASE WHEN json_array_length({_APPENDED}) > {MAX_FAILURES_KEPT}"
+    f" THEN json_remove({_APPENDED}, '$[0]') ELSE {_APPENDED} END"
+)
+_FINISH_ATTEMPT = (  # constants only: the values travel as parameters
+    "UPDATE handler_states SET status = ?1, last_error = ?2,"  # noqa: S608
+    " claim_owner = CASE WHEN ?3 IS NULL THEN NULL ELSE claim_owner END,"
+    " claim_until = ?3, finished_at = ?7,"
+    f" failures = CASE WHEN ?2 IS NULL THEN failures ELSE {_WITH_FAILURE} END"
+    " WHERE delivery_id = ?4 AND handler = ?5 AND claim_owner = ?6 RETURNING 1"
+)
 _SELECT_RECORDS = (
     "SELECT d.id, d.received_at, d.source, d.subject, d.runs, d.routes,"
-    " h.handler, h.status, h.attempts, h.last_error, h.finished_at"
+    " h.handler, h.status, h.attempts, h.last_error, h.finished_at, h.failures"
     " FROM deliveries d LEFT JOIN handler_states h ON h.delivery_id = d.id"
 )
 # Columns added since the first release, for stores created before them.
@@ -112,6 +131,7 @@ _MIGRATIONS = {
     ("handler_states", "claim_owner"): "ADD COLUMN claim_owner TEXT",
     ("handler_states", "claim_until"): "ADD COLUMN claim_until REAL",
     ("handler_states", "finished_at"): "ADD COLUMN finished_at REAL",
+    ("handler_states", "failures"): "ADD COLUMN failures TEXT",
 }
 
 
@@ -429,10 +449,7 @@ class SqliteStore:
             status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
         return bool(
             self._query(
-                "UPDATE handler_states SET status = ?1, last_error = ?2,"
-                " claim_owner = CASE WHEN ?3 IS NULL THEN NULL ELSE claim_owner END,"
-                " claim_until = ?3, finished_at = ?7"
-                " WHERE delivery_id = ?4 AND handler = ?5 AND claim_owner = ?6 RETURNING 1",
+                _FINISH_ATTEMPT,
                 (status.value, error, hold_until, delivery_id, handler, owner, time.time()),
             )
         )
@@ -541,6 +558,7 @@ class SqliteStore:
             attempts,
             error,
             finished_at,
+            failures,
         ) in rows:
             record = records.get(id_)
             if record is None:
@@ -549,7 +567,11 @@ class SqliteStore:
                 )
             if handler is not None:
                 record.handlers[handler] = HandlerState(
-                    HandlerStatus(status), attempts, error, finished_at
+                    HandlerStatus(status),
+                    attempts,
+                    error,
+                    finished_at,
+                    tuple(json.loads(failures)) if failures else (),
                 )
         return list(records.values())
 
