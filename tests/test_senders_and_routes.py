@@ -137,8 +137,17 @@ def test_each_of_the_six_senders_is_accepted_stored_with_its_source_and_routed(r
         assert call["event"] == EVENT_CLASSES[source]
         assert call["handler"] == (SECOND if routes == ["signed"] else FIRST)
     for delivery_id, (source, routes) in expected.items():
-        status = httpx.get(f"{server.url}deliveries/{delivery_id}", headers=HEADER).json()
-        assert (status["source"], status["routes"], status["status"]) == (source, routes, "done")
+
+        def recorded(delivery_id=delivery_id, source=source, routes=routes) -> bool:
+            """The handler has run; its outcome is written just after it returns."""
+            status = httpx.get(f"{server.url}deliveries/{delivery_id}", headers=HEADER).json()
+            return (status["source"], status["routes"], status["status"]) == (
+                source,
+                routes,
+                "done",
+            )
+
+        assert wait_for(recorded, timeout=10), delivery_id
 
 
 def test_a_signed_event_needs_a_valid_signature_and_a_retry_is_a_duplicate(routed):
