@@ -90,8 +90,13 @@ def test_a_server_killed_right_after_202_finishes_the_delivery_when_started_agai
     assert wait_for(
         lambda: ("handlers_for_tests.slow", delivery_id, 2, "ok") in read_calls(record_path)
     )
-    status = httpx.get(f"{second.url}deliveries/{delivery_id}", headers=HEADER).json()
-    assert status["status"] == "done"
+    # its outcome is written just after it returns
+    assert wait_for(
+        lambda: (
+            httpx.get(f"{second.url}deliveries/{delivery_id}", headers=HEADER).json()["status"]
+            == "done"
+        )
+    )
     recording_calls = [c for c in read_calls(record_path) if c[0] == "handlers_for_tests.recording"]
     assert len(recording_calls) == 1  # the sibling that had finished is not run again
 
