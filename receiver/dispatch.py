@@ -187,11 +187,10 @@ class Dispatcher:
             for name in record.routes
             if (route := self.routes.by_name.get(name)) and handler in route.handlers
         ]
-        if not routes:
-            return event
-        return SOURCES[record.source].narrow(
-            event, lambda run: any(route.keeps_run(run) for route in routes)
-        )
+        source = SOURCES[record.source]
+        if not routes or any(source.keeps_every_run(route.match.conditions) for route in routes):
+            return event  # a route without run conditions takes them all: nothing to narrow
+        return source.narrow(event, lambda run: any(route.keeps_run(run) for route in routes))
 
     async def _claim(self, delivery_id: str, name: str) -> int | None:
         """Claim the next attempt (None: another process holds the handler, or it is done)."""

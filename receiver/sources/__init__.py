@@ -136,6 +136,11 @@ class Source:
             columns[key] = [run.get(field) for run in runs]
         return RunFacts(len(runs), columns)
 
+    def keeps_every_run(self, conditions: Iterable[str]) -> bool:
+        """Whether a route with these match conditions keeps every run of an event it takes
+        (none of them is about runs)."""
+        return not self.has_runs or self.module.RUN_FIELDS.keys().isdisjoint(conditions)
+
     def narrow(self, event: BaseModel, keep: Callable[[dict[str, Any]], bool]) -> BaseModel:
         """The event with only the runs ``keep`` selects (the event itself if it has none)."""
         if not self.has_runs:

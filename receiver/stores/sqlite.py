@@ -162,6 +162,7 @@ class SqliteStore:
         self.path = Path(path)
         self.busy_timeout = busy_timeout
         self._lock = threading.Lock()
+        self._batch: list[tuple[str, Sequence, asyncio.Future[list[tuple]]]] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(
@@ -263,6 +264,34 @@ class SqliteStore:
                 raise _Probed
         except (_Probed, LockBusy):
             pass
+
+    async def _write_soon(self, sql: str, params: Sequence) -> list[tuple]:
+        """Run one bookkeeping statement in the transaction of every statement asked for
+        in the same turn of the event loop: the worker claims (and finishes) the attempts of
+        a burst of deliveries together. One transaction for 8 deliveries costs about a third
+        of 8 transactions (each rewrites the same pages into the WAL). A failure fails the
+        whole batch, as if each had failed: none of it was written."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[list[tuple]] = loop.create_future()
+        self._batch.append((sql, params, answer))
+        if len(self._batch) == 1:
+            loop.call_soon(self._write_batch)
+        return await answer
+
+    def _write_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            with self._transaction() as db:
+                results = [db.execute(sql, params).fetchall() for sql, params, _ in batch]
+        except (StoreError, sqlite3.Error) as exc:
+            error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+            for _, _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(error)
+            return
+        for (_, _, answer), rows in zip(batch, results, strict=True):
+            if not answer.done():  # its caller may have been cancelled meanwhile
+                answer.set_result(rows)
 
     def _query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._lock:
@@ -414,7 +443,7 @@ class SqliteStore:
     async def start_attempt(
         self, delivery_id: str, handler: str, owner: str, until: float
     ) -> int | None:
-        rows = self._query(
+        rows = await self._write_soon(
             "UPDATE handler_states"
             " SET attempts = attempts + 1, claim_owner = ?3, claim_until = ?4"
             " WHERE delivery_id = ?1 AND handler = ?2 AND status = ?5"
@@ -426,7 +455,7 @@ class SqliteStore:
 
     async def renew(self, delivery_id: str, handler: str, owner: str, until: float) -> bool:
         return bool(
-            self._query(
+            await self._write_soon(
                 "UPDATE handler_states SET claim_until = ?"
                 " WHERE delivery_id = ? AND handler = ? AND claim_owner = ? RETURNING 1",
                 (until, delivery_id, handler, owner),
@@ -448,7 +477,7 @@ class SqliteStore:
         else:
             status = HandlerStatus.FAILED if final else HandlerStatus.PENDING
         return bool(
-            self._query(
+            await self._write_soon(
                 _FINISH_ATTEMPT,
                 (status.value, error, hold_until, delivery_id, handler, owner, time.time()),
             )
