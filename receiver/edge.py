@@ -483,12 +483,14 @@ def create_app(
                 routes=app.routes,
             )
             components = schema.setdefault("components", {})
-            components["securitySchemes"] = {
-                scheme.scheme_name: scheme.model.model_dump(
-                    mode="json", by_alias=True, exclude_none=True
-                )
-                for scheme in (*SECRET_SCHEMES, SIGNATURE)
-            }
+            components.setdefault("securitySchemes", {}).update(  # beside the console's
+                {
+                    scheme.scheme_name: scheme.model.model_dump(
+                        mode="json", by_alias=True, exclude_none=True
+                    )
+                    for scheme in (*SECRET_SCHEMES, SIGNATURE)
+                }
+            )
             models = components.setdefault("schemas", {})
             for model in ANSWER_MODELS:
                 models[model.__name__] = model.model_json_schema()

@@ -234,3 +234,14 @@ def test_the_replay_confirmation_says_how_many_deliveries_and_handlers_will_run(
     assert "3 deliveries, 3 handlers will run again" in page
     page = client.get("/console/replay?status=dead&include_done=1").text
     assert "3 deliveries, 6 handlers will run again" in page
+
+
+def test_the_api_and_its_bearer_scheme_are_in_the_openapi_document(console):
+    client, _ = console
+    document = client.get("/openapi.json").json()
+    scheme = document["components"]["securitySchemes"]["console-token"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert "secret-header" in document["components"]["securitySchemes"]  # still there
+    for path, method in (("/api/deliveries", "get"), ("/api/replay", "post")):
+        assert document["paths"][path][method]["security"] == [{"console-token": []}]
+    assert not any(path.startswith("/console") for path in document["paths"])

@@ -46,11 +46,6 @@ class Sessions:
         """Constant-time comparison with the console token."""
         return presented is not None and hmac.compare_digest(presented.encode(), self._token)
 
-    def bearer_matches(self, authorization: str | None) -> bool:
-        """Whether an ``Authorization`` header is ``Bearer <the console token>``."""
-        scheme, _, presented = (authorization or "").partition(" ")
-        return scheme.lower() == "bearer" and self.token_matches(presented.strip())
-
     def start(self, request: Request, response: Response) -> None:
         """Set a new session cookie on ``response``."""
         value = self._serializer.dumps({"csrf": secrets.token_urlsafe(32)})

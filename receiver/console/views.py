@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, urlencode
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from receiver.console.session import Session, Sessions, csrf_matches
 from receiver.delivery import DeliveryRecord, DeliveryStatus
@@ -51,6 +52,20 @@ class BadRequest(ValueError):
 
 class LoginNeeded(Exception):
     """A console page asked for without a session: the answer sends the browser to log in."""
+
+
+class TokenNeeded(Exception):
+    """An API call without the console token: 401."""
+
+
+# The API's scheme, as OpenAPI documents it; checked by ``require_token``, never the cookie.
+bearer = Depends(
+    HTTPBearer(
+        scheme_name="console-token",
+        description="Authorization: Bearer <WEBHOOK_CONSOLE_TOKEN> (the console's own token)",
+        auto_error=False,
+    )
+)
 
 
 def add_console(
@@ -215,16 +230,19 @@ def add_console(
 
     # --- the JSON API ------------------------------------------------------------------
 
-    def api_refusal(request: Request) -> Response | None:
-        if sessions.bearer_matches(request.headers.get("authorization")):
-            return None
-        return JSONResponse(
-            {"detail": "send Authorization: Bearer <WEBHOOK_CONSOLE_TOKEN>"},
-            401,
-            headers={**HEADERS, "WWW-Authenticate": "Bearer"},
-        )
+    def require_token(credentials: HTTPAuthorizationCredentials | None = bearer) -> None:
+        """The API's credential (a dependency, which also documents it in OpenAPI)."""
+        if credentials is None or not sessions.token_matches(credentials.credentials):
+            raise TokenNeeded
 
-    @app.get("/api/deliveries", summary="Deliveries, newest first, filtered", tags=["console"])
+    token_needed = [Depends(require_token)]
+
+    @app.get(
+        "/api/deliveries",
+        summary="Deliveries, newest first, filtered",
+        tags=["console"],
+        dependencies=token_needed,
+    )
     async def api_deliveries(
         request: Request,
         status: str | None = None,
@@ -239,8 +257,6 @@ def add_console(
     ) -> Response:
         """Filters as on the console (``since``/``until``: ISO-8601 or a duration ago such
         as ``2h``). ``counts`` are per status; ``truncated`` says older ones were unread."""
-        if (refused := api_refusal(request)) is not None:
-            return refused
         selection = _selection(request.query_params)
         found = await select(store, selection)
         limit, offset = min(max(limit, 1), 1000), max(offset, 0)
@@ -255,29 +271,35 @@ def add_console(
             headers=HEADERS,
         )
 
-    @app.get("/api/deliveries/{delivery_id}", summary="One delivery", tags=["console"])
+    @app.get(
+        "/api/deliveries/{delivery_id}",
+        summary="One delivery",
+        tags=["console"],
+        dependencies=token_needed,
+    )
     async def api_delivery(request: Request, delivery_id: str) -> Response:
-        if (refused := api_refusal(request)) is not None:
-            return refused
         record = await store.get(delivery_id)
         if record is None:
             return JSONResponse({"detail": f"no delivery {delivery_id}"}, 404, headers=HEADERS)
         body_url = f"/api/deliveries/{delivery_id}/body"
         return JSONResponse({**record.to_json(), "body_url": body_url}, headers=HEADERS)
 
-    @app.get("/api/deliveries/{delivery_id}/body", summary="A delivery's body", tags=["console"])
+    @app.get(
+        "/api/deliveries/{delivery_id}/body",
+        summary="A delivery's body",
+        tags=["console"],
+        dependencies=token_needed,
+    )
     async def api_body(request: Request, delivery_id: str) -> Response:
-        if (refused := api_refusal(request)) is not None:
-            return refused
         return await _body_response(store, delivery_id)
 
-    @app.post("/api/replay", summary="Replay deliveries", tags=["console"])
+    @app.post(
+        "/api/replay", summary="Replay deliveries", tags=["console"], dependencies=token_needed
+    )
     async def api_replay(request: Request) -> Response:
         """Body: ``{"ids": [...]}`` or filters (as ``/api/deliveries``), with
         ``include_done`` (run succeeded handlers again), ``handler`` (only this one) and
         ``dry_run`` (count, change nothing)."""
-        if (refused := api_refusal(request)) is not None:
-            return refused
         try:
             asked = json.loads(await request.body() or b"{}")
         except ValueError:
@@ -308,6 +330,14 @@ def add_console(
     @app.exception_handler(BadRequest)
     async def bad_request(request: Request, exc: BadRequest) -> Response:
         return JSONResponse({"detail": str(exc)}, 422, headers=HEADERS)
+
+    @app.exception_handler(TokenNeeded)
+    async def unauthorized(request: Request, exc: TokenNeeded) -> Response:
+        return JSONResponse(
+            {"detail": "send Authorization: Bearer <WEBHOOK_CONSOLE_TOKEN>"},
+            401,
+            headers={**HEADERS, "WWW-Authenticate": "Bearer"},
+        )
 
     @app.exception_handler(LoginNeeded)
     async def to_login(request: Request, exc: LoginNeeded) -> Response:
