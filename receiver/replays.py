@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-from receiver.delivery import DeliveryRecord, HandlerStatus
+from receiver.delivery import DeliveryRecord
 from receiver.stores import DeliveryStore, reset_choice
 
 Rerun = Callable[[str], Awaitable[None]]  # the runtime's "process this delivery" (wake, spawn)
@@ -45,12 +45,7 @@ def plan_replay(
     ``include_done``), or only ``handler``; never a pending one."""
     items = []
     for record in records:
-        chosen = reset_choice(record, None if handler is None else [handler], include_done)
-        names = tuple(
-            name
-            for name in chosen
-            if name in record.handlers and record.handlers[name].status is not HandlerStatus.PENDING
-        )
+        names = tuple(reset_choice(record, None if handler is None else [handler], include_done))
         if names:
             items.append((record.id, names))
     return Plan(tuple(items), include_done, handler)

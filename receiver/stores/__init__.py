@@ -109,11 +109,15 @@ class DeliveryStore(Protocol):
 def reset_choice(
     record: DeliveryRecord | None, handlers: Collection[str] | None, include_done: bool
 ) -> list[str]:
-    """The handlers :meth:`DeliveryStore.reset` would reset, before it checks they are not
-    pending: those named, else those of ``record`` that failed (or are done, if asked)."""
-    if handlers is not None:
-        return list(handlers)
+    """The handlers :meth:`DeliveryStore.reset` resets: those named, else those that failed
+    (or are done, if asked); of ``record``'s, and never a pending one, when ``record`` is
+    given (a store without it checks that as it writes)."""
     if record is None:
-        return []
+        return list(handlers or ())
     wanted = {HandlerStatus.FAILED, *([HandlerStatus.DONE] if include_done else [])}
-    return [name for name, state in record.handlers.items() if state.status in wanted]
+    return [
+        name
+        for name, state in record.handlers.items()
+        if state.status is not HandlerStatus.PENDING
+        and (name in handlers if handlers is not None else state.status in wanted)
+    ]

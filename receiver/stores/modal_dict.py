@@ -322,12 +322,7 @@ class ModalDictStore:
         record = await self.get(delivery_id)
         if record is None:
             return []
-        chosen = reset_choice(record, handlers, include_done)
-        reset = [
-            name
-            for name in chosen
-            if name in record.handlers and record.handlers[name].status is not HandlerStatus.PENDING
-        ]
+        reset = reset_choice(record, handlers, include_done)
         for name in reset:  # fresh attempts; the failures stay on record
             fresh = HandlerState(failures=record.handlers[name].failures)
             await self._put_state(delivery_id, name, fresh)
