@@ -61,7 +61,7 @@ class Selection:
         """From text (a query string, a command line); empty means unset. ``ValueError``
         names the field that is wrong."""
         given = {name: value.strip() for name, value in raw.items() if value and value.strip()}
-        unknown = set(given) - {f for f in cls.__dataclass_fields__}
+        unknown = set(given) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown filter {sorted(unknown)[0]!r}")
         try:
@@ -103,6 +103,9 @@ class Selection:
             and (self.since is None or record.received_at >= self.since)
             and (self.until is None or record.received_at < self.until)
         )
+
+
+FILTERS = tuple(Selection.__dataclass_fields__)  # status, source, route, rule, run, ...
 
 
 @dataclass

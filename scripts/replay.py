@@ -31,12 +31,10 @@ from receiver.dispatch import Dispatcher, load_configuration
 from receiver.logs import configure_logging
 from receiver.registry import HandlerLoadError
 from receiver.replays import Plan, carry_out
-from receiver.selection import Selection
+from receiver.selection import FILTERS, Selection
 from receiver.settings import Settings, SettingsError
 from receiver.stores import StoreError
 from receiver.stores.modal_dict import ModalDictStore
-
-FILTERS = ("status", "source", "route", "rule", "run", "since", "until")
 
 
 def replay_on_modal(store: ModalDictStore, plan: Plan, app_name: str, env: str | None) -> int:

@@ -25,7 +25,7 @@ from receiver.console.session import Session, Sessions, csrf_matches
 from receiver.delivery import DeliveryRecord, DeliveryStatus
 from receiver.replays import Rerun, carry_out, plan_replay
 from receiver.routes import RouteTable
-from receiver.selection import Selection, hourly, select, select_each
+from receiver.selection import FILTERS, Selection, hourly, select, select_each
 from receiver.settings import Settings
 from receiver.stores import DeliveryStore, StoreError
 
@@ -34,7 +34,6 @@ SHOWN_BODY_CHARS = 64 * 1024  # larger bodies are cut on the page, with a downlo
 PARSED_BODY_BYTES = 2 * 1024 * 1024  # bodies up to this are parsed for pretty-printing
 LISTED_RUNS = 50
 MAX_FORM_BYTES = 16 * 1024
-FILTERS = ("status", "source", "route", "rule", "run", "since", "until")
 WINDOWS = {"day": 24, "week": 24 * 7}
 HEADERS = {
     "X-Robots-Tag": "noindex, nofollow",
@@ -244,7 +243,6 @@ def add_console(
         dependencies=token_needed,
     )
     async def api_deliveries(
-        request: Request,
         status: str | None = None,
         source: str | None = None,
         route: str | None = None,
@@ -257,7 +255,8 @@ def add_console(
     ) -> Response:
         """Filters as on the console (``since``/``until``: ISO-8601 or a duration ago such
         as ``2h``). ``counts`` are per status; ``truncated`` says older ones were unread."""
-        selection = _selection(request.query_params)
+        filters = (status, source, route, rule, run, since, until)
+        selection = _selection(dict(zip(FILTERS, filters, strict=True)))
         found = await select(store, selection)
         limit, offset = min(max(limit, 1), 1000), max(offset, 0)
         return JSONResponse(
@@ -277,7 +276,7 @@ def add_console(
         tags=["console"],
         dependencies=token_needed,
     )
-    async def api_delivery(request: Request, delivery_id: str) -> Response:
+    async def api_delivery(delivery_id: str) -> Response:
         record = await store.get(delivery_id)
         if record is None:
             return JSONResponse({"detail": f"no delivery {delivery_id}"}, 404, headers=HEADERS)
@@ -290,7 +289,7 @@ def add_console(
         tags=["console"],
         dependencies=token_needed,
     )
-    async def api_body(request: Request, delivery_id: str) -> Response:
+    async def api_body(delivery_id: str) -> Response:
         return await _body_response(store, delivery_id)
 
     @app.post(
