@@ -69,7 +69,8 @@ def main(
         command = ["deploy", str(APP_FILE), *(["--env", args.env] if args.env else [])]
         # The app links to itself (alerts) through WEBHOOK_PUBLIC_URL: yours if you set one
         # (a custom domain), else the Modal URL, known after the first deploy.
-        public_url = os.environ.get("WEBHOOK_PUBLIC_URL") or state.url
+        chosen = os.environ.get("WEBHOOK_PUBLIC_URL")
+        public_url = chosen or state.url
         run_modal(command, env={"WEBHOOK_PUBLIC_URL": public_url} if public_url else None)
         app_name = Settings.from_env().app_name
         url = lookup(app_name, args.env)
@@ -78,7 +79,7 @@ def main(
                 ExitCode.NOT_FOUND,
                 f"app '{app_name}' has no web URL: is WEBHOOK_APP_NAME the deployed app's name?",
             )
-        if not os.environ.get("WEBHOOK_PUBLIC_URL") and url != public_url:
+        if not chosen and url != public_url:
             run_modal(command, env={"WEBHOOK_PUBLIC_URL": url})  # once, on a first deploy
         state.url = url
         state.save()

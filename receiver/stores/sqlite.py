@@ -283,11 +283,10 @@ class SqliteStore:
         try:
             with self._transaction() as db:
                 results = [db.execute(sql, params).fetchall() for sql, params, _ in batch]
-        except (StoreError, sqlite3.Error) as exc:
-            error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+        except StoreError as exc:  # _transaction turns every sqlite3.Error into one
             for _, _, answer in batch:
                 if not answer.done():
-                    answer.set_exception(error)
+                    answer.set_exception(exc)
             return
         for (_, _, answer), rows in zip(batch, results, strict=True):
             if not answer.done():  # its caller may have been cancelled meanwhile
