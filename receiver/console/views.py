@@ -10,7 +10,6 @@ Jinja2 escapes it.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from datetime import UTC, datetime
@@ -172,7 +171,8 @@ def add_console(
         if record is None:
             return page("missing.html", 404, session=session, delivery_id=delivery_id)
         body = await store.body(delivery_id)
-        shown, cut = _pretty(body)
+        parsed = _parsed(body)  # once, for the page and the run links
+        shown, cut = _pretty(body, parsed)
         return page(
             "delivery.html",
             session=session,
@@ -181,7 +181,7 @@ def add_console(
             body=shown,
             cut=cut,
             size=len(body),
-            runs=_run_links(body, web_url),
+            runs=_run_links(parsed, web_url),
             message=request.query_params.get("message"),
         )
 
@@ -403,25 +403,28 @@ def _state(state: Any) -> dict[str, Any]:
     }
 
 
-def _pretty(body: bytes) -> tuple[str, bool]:
-    """The body as indented JSON when it parses (and is not huge), cut for the page."""
-    text = None
-    if len(body) <= PARSED_BODY_BYTES:
-        with contextlib.suppress(ValueError):
-            text = json.dumps(json.loads(body), indent=2, ensure_ascii=False)
-    if text is None:
+def _parsed(body: bytes) -> Any:
+    """The body as JSON, or None when it is too large to parse for a page, or not JSON."""
+    if len(body) > PARSED_BODY_BYTES:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _pretty(body: bytes, parsed: Any) -> tuple[str, bool]:
+    """The body as indented JSON when it parsed, else as text; cut for the page."""
+    if parsed is None:
         text = body[: SHOWN_BODY_CHARS * 4].decode("utf-8", "replace")
+    else:
+        text = json.dumps(parsed, indent=2, ensure_ascii=False)
     return text[:SHOWN_BODY_CHARS], len(text) > SHOWN_BODY_CHARS
 
 
-def _run_links(body: bytes, web_url: str) -> list[tuple[str, str | None]]:
+def _run_links(parsed: Any, web_url: str) -> list[tuple[str, str | None]]:
     """(run name or id, its LangSmith URL) for the runs of a rule delivery."""
-    if len(body) > PARSED_BODY_BYTES:
-        return []
-    try:
-        runs = json.loads(body).get("runs")
-    except (ValueError, AttributeError):
-        return []
+    runs = parsed.get("runs") if isinstance(parsed, dict) else None
     links = []
     for run in runs if isinstance(runs, list) else []:
         if isinstance(run, dict):
