@@ -91,7 +91,7 @@ def hostile_client(tmp_path_factory):
     db = sqlite3.connect(store_path)
     assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     orphans = db.execute(
-        "SELECT count(*) FROM handler_states WHERE delivery_id NOT IN (SELECT id FROM deliveries)"
+        "SELECT count(*) FROM handler_states WHERE delivery NOT IN (SELECT seq FROM deliveries)"
     ).fetchone()
     assert orphans == (0,)
 

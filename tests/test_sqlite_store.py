@@ -122,6 +122,58 @@ def test_a_store_created_before_external_bodies_and_sources_is_upgraded_in_place
     store.close()
 
 
+# The layout before handler states were keyed by seq: states referred to the delivery's id.
+_ID_KEYED = """
+CREATE TABLE deliveries (id TEXT PRIMARY KEY, received_at REAL NOT NULL, subject TEXT NOT NULL,
+    runs INTEGER NOT NULL, body BLOB NOT NULL, external INTEGER NOT NULL DEFAULT 0,
+    segment TEXT, body_offset INTEGER NOT NULL DEFAULT 0,
+    body_length INTEGER NOT NULL DEFAULT 0, source TEXT NOT NULL DEFAULT 'rule',
+    routes TEXT NOT NULL DEFAULT '');
+CREATE TABLE handler_states (delivery_id TEXT NOT NULL REFERENCES deliveries (id),
+    handler TEXT NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT, claim_owner TEXT, claim_until REAL, finished_at REAL, failures TEXT,
+    PRIMARY KEY (delivery_id, handler));
+CREATE INDEX handler_states_pending ON handler_states (delivery_id) WHERE status = 'pending';
+CREATE INDEX handler_states_failed ON handler_states (delivery_id) WHERE status = 'failed';
+INSERT INTO deliveries (id, received_at, subject, runs, body, routes)
+    VALUES ('later', 2.0, 's', 1, x'7b7d', 'default'), ('dead', 1.0, 's', 2, x'5b5d', 'default');
+INSERT INTO handler_states VALUES
+    ('dead', 'a', 'failed', 3, 'boom', NULL, NULL, 5.0, '[{"attempt": 3, "at": 5.0, "error": "boom"}]'),
+    ('dead', 'b', 'done', 1, NULL, NULL, NULL, 4.0, NULL),
+    ('later', 'a', 'pending', 1, 'retrying', 'worker-1', 99.0, NULL, NULL);
+"""  # noqa: E501
+
+
+def test_a_store_whose_handler_states_name_deliveries_by_id_is_upgraded_in_place(tmp_path):
+    """Every delivery and handler state survives the move to seq keys, in arrival order,
+    and the store works on them: the listings, a reset, a claim, a new delivery."""
+    path = tmp_path / "id-keyed.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_ID_KEYED)
+    db.close()
+    store = SqliteStore(path)
+    dead = asyncio.run(store.get("dead"))
+    assert dead.handlers["a"] == HandlerState(
+        HandlerStatus.FAILED, 3, "boom", 5.0, ({"attempt": 3, "at": 5.0, "error": "boom"},)
+    )
+    assert dead.handlers["b"] == HandlerState(HandlerStatus.DONE, 1, None, 4.0)
+    assert asyncio.run(store.body("dead")) == b"[]"
+    assert asyncio.run(store.dead()) == ["dead"]
+    assert asyncio.run(store.unfinished()) == ["later"]
+    assert store.release_dead_claims(lambda owner: False) == 1
+    assert asyncio.run(store.start_attempt("later", "a", "me", time.time() + 30)) == 2
+    assert asyncio.run(store.reset("dead")) == ["a"]
+    assert asyncio.run(store.accept(record("new"), b"{}")) is True
+    seqs = dict(store._db.execute("SELECT id, seq FROM deliveries"))
+    assert seqs["later"] < seqs["dead"] < seqs["new"]  # the order they were written in
+    tables = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master")}
+    assert not {"deliveries_by_id", "handler_states_by_id"} & tables
+    store.close()
+    reopened = SqliteStore(path)  # already upgraded: opened as is
+    assert asyncio.run(reopened.get("dead")).handlers["a"].status == HandlerStatus.PENDING
+    reopened.close()
+
+
 def test_a_write_waits_for_another_processs_lock_and_gives_up_after_the_busy_timeout(tmp_path):
     """The store waits for the lock itself (SQLite's handler would sleep in 1-100 ms steps):
     a lock released in time is waited for, one held past ``busy_timeout`` is a StoreError."""

@@ -48,9 +48,15 @@ _INSERT_DELIVERIES = (
 _ROW = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _ROWS_PER_INSERT = 500  # 11 parameters a row: well under SQLite's 32,766 per statement
 
-_SCHEMA = """
+# Handler states refer to their delivery by ``seq`` (the order deliveries arrived in), not
+# by ``id`` (a hash of the body: random). An accept then appends to the states' indexes
+# instead of dirtying a random page of each per delivery: 50 deliveries committed into a
+# store of 50,000 wrote 994 KiB of WAL keyed by id, and 485 KiB keyed by seq.
+_TABLES = (  # one statement each: the upgrade runs them inside its transaction
+    """
 CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY,
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
     received_at REAL NOT NULL,
     subject TEXT NOT NULL,
     runs INTEGER NOT NULL,
@@ -61,9 +67,11 @@ CREATE TABLE IF NOT EXISTS deliveries (
     body_length INTEGER NOT NULL DEFAULT 0,
     source TEXT NOT NULL DEFAULT 'rule',
     routes TEXT NOT NULL DEFAULT ''  -- route names, comma-separated
-);
+)
+""",
+    """
 CREATE TABLE IF NOT EXISTS handler_states (
-    delivery_id TEXT NOT NULL REFERENCES deliveries (id),
+    delivery INTEGER NOT NULL REFERENCES deliveries (seq),
     handler TEXT NOT NULL,
     status TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
@@ -72,27 +80,40 @@ CREATE TABLE IF NOT EXISTS handler_states (
     claim_until REAL,
     finished_at REAL,  -- when the last attempt ended
     failures TEXT,  -- JSON: the failed attempts, the last MAX_FAILURES_KEPT
-    PRIMARY KEY (delivery_id, handler)
-);
+    PRIMARY KEY (delivery, handler)
+)
+""",
+    """
 CREATE TABLE IF NOT EXISTS meta (  -- small JSON values kept across runs (alert state)
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
-);
+)
+""",
+)
+_INDEXES = """
 -- Partial indexes: only the rows the worker and the listings look for. A full index on
 -- status held every done row, and each write touched a random page of it.
 DROP INDEX IF EXISTS handler_states_by_status;
-CREATE INDEX IF NOT EXISTS handler_states_pending ON handler_states (delivery_id)
+CREATE INDEX IF NOT EXISTS handler_states_pending ON handler_states (delivery)
     WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS handler_states_failed ON handler_states (delivery_id)
+CREATE INDEX IF NOT EXISTS handler_states_failed ON handler_states (delivery)
     WHERE status = 'failed';
 CREATE INDEX IF NOT EXISTS handler_states_claimed ON handler_states (claim_owner)
     WHERE claim_owner IS NOT NULL;
 CREATE INDEX IF NOT EXISTS deliveries_by_time ON deliveries (received_at);
 """
+# The columns both layouts share, in the order of the tables above.
+_DELIVERY_COLUMNS = (
+    "id, received_at, subject, runs, body, external, segment, body_offset, body_length,"
+    " source, routes"
+)
+_STATE_COLUMNS = (
+    "handler, status, attempts, last_error, claim_owner, claim_until, finished_at, failures"
+)
 
 _IDS_WITH = {  # the status spelled in the SQL (see _ids_with); only enum constants go in
-    status: "SELECT DISTINCT h.delivery_id FROM handler_states h"  # noqa: S608
-    " JOIN deliveries d ON d.id = h.delivery_id"
+    status: "SELECT DISTINCT d.id FROM handler_states h"  # noqa: S608
+    " JOIN deliveries d ON d.seq = h.delivery"
     f" WHERE h.status = '{status.value}' ORDER BY d.received_at"
     for status in (HandlerStatus.PENDING, HandlerStatus.FAILED)
 }
@@ -112,12 +133,13 @@ _FINISH_ATTEMPT = (  # constants only: the values travel as parameters
     " claim_owner = CASE WHEN ?3 IS NULL THEN NULL ELSE claim_owner END,"
     " claim_until = ?3, finished_at = ?7,"
     f" failures = CASE WHEN ?2 IS NULL THEN failures ELSE {_WITH_FAILURE} END"
-    " WHERE delivery_id = ?4 AND handler = ?5 AND claim_owner = ?6 RETURNING 1"
+    " WHERE delivery = (SELECT seq FROM deliveries WHERE id = ?4)"
+    " AND handler = ?5 AND claim_owner = ?6 RETURNING 1"
 )
 _SELECT_RECORDS = (
     "SELECT d.id, d.received_at, d.source, d.subject, d.runs, d.routes,"
     " h.handler, h.status, h.attempts, h.last_error, h.finished_at, h.failures"
-    " FROM deliveries d LEFT JOIN handler_states h ON h.delivery_id = d.id"
+    " FROM deliveries d LEFT JOIN handler_states h ON h.delivery = d.seq"
 )
 # Columns added since the first release, for stores created before them.
 _MIGRATIONS = {
@@ -173,15 +195,49 @@ class SqliteStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
-            for (table, column), change in _MIGRATIONS.items():
-                columns = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-                if column not in columns:
-                    self._db.execute(f"ALTER TABLE {table} {change}")
+            self._upgrade()
+            for statement in _TABLES:
+                self._db.execute(statement)
+            self._db.executescript(_INDEXES)
             self.bodies = self.path.with_name(self.path.name + ".bodies")
             self.bodies.mkdir(exist_ok=True)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the delivery store at {self.path}: {exc}") from exc
+
+    def _upgrade(self) -> None:
+        """Bring a store an earlier version wrote to the current layout, in place: the
+        columns added since, then handler states keyed by seq (both tables copied once)."""
+
+        def columns(table: str) -> set[str]:
+            return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+
+        found = columns("deliveries")
+        if not found or "seq" in found:  # a new store, or one in the current layout
+            return
+        with self._transaction() as db:
+            if "seq" in columns("deliveries"):  # another process upgraded it meanwhile
+                return
+            for (table, column), change in _MIGRATIONS.items():
+                if columns(table) and column not in columns(table):
+                    db.execute(f"ALTER TABLE {table} {change}")
+            had_states = bool(columns("handler_states"))
+            db.execute("ALTER TABLE deliveries RENAME TO deliveries_by_id")
+            if had_states:
+                db.execute("ALTER TABLE handler_states RENAME TO handler_states_by_id")
+            for statement in _TABLES:
+                db.execute(statement)
+            db.execute(
+                f"INSERT INTO deliveries ({_DELIVERY_COLUMNS})"  # noqa: S608 (constants)
+                f" SELECT {_DELIVERY_COLUMNS} FROM deliveries_by_id ORDER BY rowid"
+            )
+            if had_states:
+                db.execute(
+                    f"INSERT INTO handler_states (delivery, {_STATE_COLUMNS})"  # noqa: S608
+                    f" SELECT d.seq, {_STATE_COLUMNS} FROM handler_states_by_id"
+                    " JOIN deliveries d ON d.id = delivery_id"
+                )
+                db.execute("DROP TABLE handler_states_by_id")
+            db.execute("DROP TABLE deliveries_by_id")
 
     @contextmanager
     def _transaction(
@@ -257,8 +313,8 @@ class SqliteStore:
                     (_PROBE_ID,),
                 )
                 db.execute(
-                    "INSERT OR IGNORE INTO handler_states (delivery_id, handler, status)"
-                    " VALUES (?, '', '')",
+                    "INSERT OR IGNORE INTO handler_states (delivery, handler, status)"
+                    " VALUES ((SELECT seq FROM deliveries WHERE id = ?), '', '')",
                     (_PROBE_ID,),
                 )
                 raise _Probed
@@ -348,24 +404,23 @@ class SqliteStore:
                 )
             )
         with self._transaction(durable=True, wait=wait) as db:
-            inserted = set()
+            inserted: dict[str, int] = {}  # id: seq of each delivery this commit adds
             # One statement per chunk of rows, not per row: under load a commit holds
             # dozens of deliveries, and each statement is a round through the sqlite3 module.
             for start in range(0, len(rows), _ROWS_PER_INSERT):
                 chunk = rows[start : start + _ROWS_PER_INSERT]
-                sql = _INSERT_DELIVERIES + ",".join([_ROW] * len(chunk)) + " RETURNING id"
+                sql = _INSERT_DELIVERIES + ",".join([_ROW] * len(chunk)) + " RETURNING id, seq"
                 params = [value for row in chunk for value in row]
-                inserted.update(row[0] for row in db.execute(sql, params))
+                inserted.update(db.execute(sql, params))
             new, states = [], []
             for record, _ in deliveries:
-                first = record.id in inserted  # a second copy in the batch is a redelivery
-                inserted.discard(record.id)
-                new.append(first)
-                if first:
+                seq = inserted.pop(record.id, None)  # a second copy in the batch: redelivery
+                new.append(seq is not None)
+                if seq is not None:
                     pending = HandlerStatus.PENDING.value
-                    states.extend((record.id, name, pending) for name in record.handlers)
+                    states.extend((seq, name, pending) for name in record.handlers)
             db.executemany(
-                "INSERT INTO handler_states (delivery_id, handler, status) VALUES (?, ?, ?)",
+                "INSERT INTO handler_states (delivery, handler, status) VALUES (?, ?, ?)",
                 states,
             )
         return new
@@ -445,7 +500,8 @@ class SqliteStore:
         rows = await self._write_soon(
             "UPDATE handler_states"
             " SET attempts = attempts + 1, claim_owner = ?3, claim_until = ?4"
-            " WHERE delivery_id = ?1 AND handler = ?2 AND status = ?5"
+            " WHERE delivery = (SELECT seq FROM deliveries WHERE id = ?1)"
+            " AND handler = ?2 AND status = ?5"
             " AND (claim_owner IS NULL OR claim_owner = ?3 OR claim_until < ?6)"
             " RETURNING attempts",
             (delivery_id, handler, owner, until, HandlerStatus.PENDING.value, time.time()),
@@ -455,8 +511,10 @@ class SqliteStore:
     async def renew(self, delivery_id: str, handler: str, owner: str, until: float) -> bool:
         return bool(
             await self._write_soon(
-                "UPDATE handler_states SET claim_until = ?"
-                " WHERE delivery_id = ? AND handler = ? AND claim_owner = ? RETURNING 1",
+                "UPDATE handler_states SET claim_until = ?1"
+                " WHERE delivery = (SELECT seq FROM deliveries WHERE id = ?2)"
+                " AND handler = ?3 AND claim_owner = ?4"
+                " RETURNING 1",
                 (until, delivery_id, handler, owner),
             )
         )
@@ -536,10 +594,11 @@ class SqliteStore:
                 name
                 for name in chosen
                 if db.execute(
-                    "UPDATE handler_states SET status = ?, attempts = 0, claim_owner = NULL,"
-                    " claim_until = NULL WHERE delivery_id = ? AND handler = ? AND status != ?"
-                    " RETURNING 1",
-                    (HandlerStatus.PENDING.value, delivery_id, name, HandlerStatus.PENDING.value),
+                    "UPDATE handler_states SET status = ?1, attempts = 0, claim_owner = NULL,"
+                    " claim_until = NULL"
+                    " WHERE delivery = (SELECT seq FROM deliveries WHERE id = ?2)"
+                    " AND handler = ?3 AND status != ?1 RETURNING 1",
+                    (HandlerStatus.PENDING.value, delivery_id, name),
                 ).fetchall()
             ]
         return reset
