@@ -209,6 +209,33 @@ def test_the_web_function_loads_no_sqlite_store_no_local_worker_no_cli_code_no_p
     assert out == "[]"
 
 
+def test_the_web_function_builds_no_model_only_the_worker_validates():
+    """The events handlers get (a rule's every run, a prompt's manifest) are validated by
+    the worker alone: the web container does not build their validators at start-up, nor
+    to answer a delivery; the worker builds them on first use."""
+    out = _import_in_fresh_interpreter(
+        "import asyncio, sys; sys.path.insert(0, 'tests')\n"
+        "from support.memory_modal import memory_store\n"
+        "from fastapi.testclient import TestClient\n"
+        "import webhook_app\n"
+        "from receiver.sources import SOURCES\n"
+        "webhook_app.store = memory_store()\n"
+        "class Spawn:\n"
+        "    async def aio(self, delivery_id):\n"
+        "        return type('Call', (), {'object_id': 'fc-1'})()\n"
+        "webhook_app.process = type('Process', (), {'spawn': Spawn()})()\n"
+        "body = open('tests/data/langsmith_rule_payload.json', 'rb').read()\n"
+        "answer = TestClient(webhook_app.web.local()).post(\n"
+        "    '/', content=body, headers={'X-Webhook-Secret': 's'})\n"
+        "workers = [s.event for s in SOURCES.values() if s.event is not s.envelope]\n"
+        "built = [m.__name__ for m in workers if m.__pydantic_complete__]\n"
+        "print(answer.status_code, len(workers), built)\n"
+        "SOURCES['rule'].event.model_validate_json(body)  # the worker: built on first use\n",
+        LS_WEBHOOK="s",
+    )
+    assert out == "202 3 []"
+
+
 def test_the_page_templates_are_added_to_the_image_with_the_code():
     skipped = webhook_app.not_source  # what add_local_python_source leaves out
     for path in (ROOT / "receiver").rglob("*"):

@@ -5,7 +5,9 @@ A sender module declares, as module attributes:
 - ``NAME``: the source's name in routes files, records and listings;
 - ``Event``: the pydantic model handlers receive (unknown fields kept: LangSmith adds
   fields over time) and ``Envelope``: the cheaper model the edge validates before answering
-  (often the same class);
+  (often the same class). An ``Event`` that is not also the ``Envelope`` (and the models
+  only it uses) is declared with ``defer_build=True``: built by the worker on first use,
+  never by the web container, which does not validate one;
 - ``claims(body)``: whether a JSON object is this sender's, from its keys;
 - ``subject(envelope)``: one line saying what the delivery is about, for listings;
 - ``MATCH`` and ``facts(envelope)``: the route match keys that apply, and their values;

@@ -18,7 +18,7 @@ NAME = "agent_run"
 MATCH = ("run_status", "assistant_id")
 
 
-class AgentRunEvent(BaseModel, extra="allow"):
+class AgentRunEvent(BaseModel, extra="allow", defer_build=True):
     """A finished Agent Server run: ``status`` is ``success``, ``error``, ``timeout``, ..."""
 
     run_id: str

@@ -16,7 +16,7 @@ NAME = "prompt_commit"
 MATCH = ("prompt_name",)
 
 
-class PromptCommitEvent(BaseModel, extra="allow"):
+class PromptCommitEvent(BaseModel, extra="allow", defer_build=True):
     """One commit of one prompt."""
 
     prompt_id: str

@@ -26,7 +26,7 @@ NAME = "rule"
 MATCH = ("rule_id",)
 
 
-class FeedbackStat(BaseModel, extra="allow"):
+class FeedbackStat(BaseModel, extra="allow", defer_build=True):
     """Aggregated feedback for one key: ``{"n": 2, "avg": 0.5, "values": {...}}``."""
 
     n: int = 0
@@ -35,7 +35,7 @@ class FeedbackStat(BaseModel, extra="allow"):
     values: dict[str, Any] = {}  # copied per instance: see RuleEnvelope.runs
 
 
-class Run(BaseModel, extra="allow"):
+class Run(BaseModel, extra="allow", defer_build=True):
     """One run that matched the rule. ``inputs``/``outputs`` may be null with the data behind
     presigned URLs in ``inputs_s3_urls``/``outputs_s3_urls``."""
 
@@ -74,7 +74,7 @@ class RuleEnvelope(BaseModel):
 class RulePayload(RuleEnvelope):
     """The whole body: which rule fired, for which time window, on which runs."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
     runs: list[Run] = []
     feedback_stats: dict[str, FeedbackStat] | None = None
