@@ -196,7 +196,9 @@ def ack_under_load(tmp: str, emulator_url: str, seconds: float, rounds: int) -> 
 
 def end_to_end(tmp: str, emulator_url: str, quick: bool) -> list[dict]:
     rows = []
-    admin = httpx.Client(base_url=emulator_url, timeout=30)
+    # The emulator's admin routes take no key; its API (creating the reference's dataset)
+    # refuses a request without one, as LangSmith does.
+    admin = httpx.Client(base_url=emulator_url, timeout=30, headers={"x-api-key": "bench"})
     sizes = (1, 100) if quick else (1, 100, 1000)
     for app in ("ours", "reference"):
         for runs in sizes:
