@@ -226,6 +226,10 @@ def end_to_end(tmp: str, emulator_url: str, quick: bool) -> list[dict]:
                 env = {**env, "LS_WEBHOOK": SECRET}
             path, headers = target(app)
             with served(app, env) as (port, _):
+                # LangSmith delivers to a server that is up: one second lets ours start
+                # its parser process (a large body arriving as the server starts waits for
+                # it: 0.1-0.3 s more, measured apart in docs/performance.md).
+                time.sleep(1.0)
                 before = admin.get("/_admin/stats").json()["api_calls"]
                 admin.post("/_admin/config", json={"latency": 0.05})
                 raw = json.dumps(body).encode()
