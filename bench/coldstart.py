@@ -45,17 +45,14 @@ async def post(app, path: str, headers: list[tuple[bytes, bytes]]) -> int:
 
 
 def ours() -> tuple[float, float, int]:
-    from support.memory_modal import memory_store  # the stand-in for modal.Dict: not timed
+    # The stand-ins for modal.Dict and process.spawn (they need Modal's servers): not timed.
+    from support.memory_modal import memory_store, offline_process
 
     started = time.perf_counter()
     import webhook_app
 
-    class Spawn:
-        async def aio(self, delivery_id):
-            return type("Call", (), {"object_id": "fc-bench"})()
-
     webhook_app.store = memory_store()
-    webhook_app.process = type("Process", (), {"spawn": Spawn()})()
+    webhook_app.process = offline_process()
     app = webhook_app.web.local()
     imported = time.perf_counter()
     status = asyncio.run(post(app, "/", [(b"x-webhook-secret", os.environ["LS_WEBHOOK"].encode())]))

@@ -14,7 +14,7 @@ from conftest import HEADER, SECRET, read_calls
 from fastapi import FastAPI
 from modal.app import LocalEntrypoint
 from starlette.testclient import TestClient
-from support.memory_modal import memory_store
+from support.memory_modal import Spawner, memory_store, offline_process
 from support.payloads import unique_body
 
 import webhook_app
@@ -215,15 +215,12 @@ def test_the_web_function_builds_no_model_only_the_worker_validates():
     to answer a delivery; the worker builds them on first use."""
     out = _import_in_fresh_interpreter(
         "import asyncio, sys; sys.path.insert(0, 'tests')\n"
-        "from support.memory_modal import memory_store\n"
+        "from support.memory_modal import memory_store, offline_process\n"
         "from fastapi.testclient import TestClient\n"
         "import webhook_app\n"
         "from receiver.sources import SOURCES\n"
         "webhook_app.store = memory_store()\n"
-        "class Spawn:\n"
-        "    async def aio(self, delivery_id):\n"
-        "        return type('Call', (), {'object_id': 'fc-1'})()\n"
-        "webhook_app.process = type('Process', (), {'spawn': Spawn()})()\n"
+        "webhook_app.process = offline_process()\n"
         "body = open('tests/data/langsmith_rule_payload.json', 'rb').read()\n"
         "answer = TestClient(webhook_app.web.local()).post(\n"
         "    '/', content=body, headers={'X-Webhook-Secret': 's'})\n"
@@ -247,25 +244,13 @@ def test_the_page_templates_are_added_to_the_image_with_the_code():
 @pytest.fixture
 def modal_offline(monkeypatch, record_path):
     """``web.local()`` with the store and ``process.spawn`` replaced (they need Modal's servers)."""
-    store, spawned = memory_store(), []
-
-    class FakeCall:
-        object_id = "fc-test"
-
-    class FakeSpawn:
-        async def aio(self, delivery_id):
-            spawned.append(delivery_id)
-            return FakeCall()
-
-    class FakeProcess:
-        spawn = FakeSpawn()
-
+    store, spawner = memory_store(), Spawner()
     monkeypatch.setattr(webhook_app, "store", store)
-    monkeypatch.setattr(webhook_app, "process", FakeProcess())
+    monkeypatch.setattr(webhook_app, "process", offline_process(spawner))
     monkeypatch.setenv("LS_WEBHOOK", SECRET)
     monkeypatch.setenv("WEBHOOK_HANDLERS", "handlers_for_tests.recording")
     monkeypatch.setenv("TEST_RECORD_PATH", str(record_path))
-    return store, spawned
+    return store, spawner.spawned
 
 
 def test_the_web_function_serves_the_factory_app_which_records_and_spawns(

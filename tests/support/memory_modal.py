@@ -20,6 +20,7 @@ import queue
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 PARTITION_ITEMS = 5_000  # Modal's cap per Queue partition
@@ -176,6 +177,11 @@ class Spawner:
             return type("Call", (), {"object_id": f"fc-{len(self.spawned)}"})()
 
         return await self.faults.run("spawn", delivery_id, start)
+
+
+def offline_process(spawner: Spawner | None = None) -> Any:
+    """Stands in for ``webhook_app.process`` (``web`` calls ``process.spawn.aio``)."""
+    return SimpleNamespace(spawn=SimpleNamespace(aio=spawner or Spawner()))
 
 
 def memory_store(faults: Faults | None = None):
