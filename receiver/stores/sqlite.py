@@ -218,7 +218,8 @@ class SqliteStore:
             if "seq" in columns("deliveries"):  # another process upgraded it meanwhile
                 return
             for (table, column), change in _MIGRATIONS.items():
-                if columns(table) and column not in columns(table):
+                present = columns(table)  # read again: a rename changes them
+                if present and column not in present:
                     db.execute(f"ALTER TABLE {table} {change}")
             had_states = bool(columns("handler_states"))
             db.execute("ALTER TABLE deliveries RENAME TO deliveries_by_id")
