@@ -14,8 +14,8 @@ deliveries cannot connect. :class:`GuardedH11Protocol` adds, per connection:
   cap stays far enough below the descriptor limit that ``accept()`` never fails: asyncio
   answers that failure with a traceback per pending connection, many per second.
   A connection counts from the moment asyncio creates its protocol, in the turn after
-  ``accept()``: ``connection_made`` comes a turn later still, and counting only from
-  there left two turns of accepted sockets (256) out of the count.
+  ``accept()``: ``connection_made`` comes a turn later still, and counting from there
+  would leave two turns of accepted sockets (256) out of the count.
 
 On Modal none of this runs: Modal's proxy holds the client connections, and the web
 function sees whole requests (``docs/operations.md``).
