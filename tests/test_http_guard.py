@@ -11,7 +11,7 @@ import functools
 import os
 import resource
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import uvicorn
@@ -64,7 +64,7 @@ class GuardedServer:
 
 
 @pytest.fixture
-def guarded_server() -> Iterator[type[GuardedServer]]:
+def guarded_server() -> Iterator[Callable[[int], GuardedServer]]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 1024:
         if hard != resource.RLIM_INFINITY and hard < 1024:
